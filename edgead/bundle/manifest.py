@@ -1,0 +1,178 @@
+"""The bundle manifest: dataclasses that serialize to JSON (never pickle).
+
+The manifest is the contract between the PyTorch side and the runtime: how to preprocess an
+image, which graph to run, how to score its output, how to normalize and threshold the score,
+what the original model measured, and how close the bundle must stay to it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class InputSpec:
+    """How a decoded RGB uint8 image becomes the graph's input (as timm's pretrained config).
+
+    The image is resized to (height, width) ignoring aspect ratio, scaled to [0, 1],
+    normalized with mean/std per channel, and laid out as NCHW float32.
+    """
+
+    height: int
+    width: int
+    channel_order: str = "RGB"
+    interpolation: str = "area"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+
+@dataclass
+class Artifact:
+    """One file of the bundle, with what it is for and how to check it."""
+
+    path: str
+    role: str
+    format: str
+    sha256: str
+    size: int
+    precision: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GraphSpec:
+    """The network graph the runtime runs: names and shapes of its I/O tensors."""
+
+    artifact: str
+    input_name: str
+    output_names: list[str]
+    output_shapes: dict[str, list[int | str]]
+
+
+@dataclass
+class ScorerSpec:
+    """How graph outputs become patch scores; ``kind`` picks the runtime scorer."""
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PostprocessSpec:
+    """Patch scores -> anomaly map: upsample to the input size, then Gaussian blur."""
+
+    map_height: int
+    map_width: int
+    blur_sigma: float = 4.0
+    upsample: str = "bilinear"
+
+
+@dataclass
+class Normalization:
+    """Raw score statistics and thresholds; where each came from is said in ``source``."""
+
+    image_threshold: float | None = None
+    pixel_threshold: float | None = None
+    image_min: float | None = None
+    image_max: float | None = None
+    pixel_min: float | None = None
+    pixel_max: float | None = None
+    source: str = ""
+
+
+@dataclass
+class Metrics:
+    """What the original PyTorch model measured on its evaluation set (ROCAUC in [0, 1])."""
+
+    dataset: str = ""
+    n_images: int = 0
+    n_anomalous: int = 0
+    image_rocauc: float | None = None
+    pixel_rocauc: float | None = None
+    aupro: float | None = None
+    image_f1: float | None = None
+
+
+@dataclass
+class ParityTolerance:
+    """How far the bundle may be from the original. ROCAUC tolerances are in points (percent)."""
+
+    image_rocauc_points: float = 0.1
+    pixel_rocauc_points: float = 0.1
+    # per-image score difference, as a fraction of the reference scores' range (max - min)
+    score_rel: float = 1e-3
+    # golden-output difference, as a fraction of the reference output's max magnitude
+    golden_rel: float = 1e-3
+
+
+@dataclass
+class Manifest:
+    detector: str
+    params: dict[str, Any]
+    input: InputSpec
+    backbone: dict[str, Any]
+    graph: GraphSpec
+    scorer: ScorerSpec
+    postprocess: PostprocessSpec
+    normalization: Normalization
+    metrics: Metrics
+    parity: ParityTolerance
+    artifacts: list[Artifact] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+    created: str = ""
+    libraries: dict[str, str] = field(default_factory=dict)
+
+    def artifact(self, role: str) -> Artifact:
+        for artifact in self.artifacts:
+            if artifact.role == role:
+                return artifact
+        raise KeyError(role)
+
+    def has_artifact(self, role: str) -> bool:
+        return any(a.role == role for a in self.artifacts)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        return _build(cls, data)
+
+
+def _build(cls: type, data: Any) -> Any:
+    """Build a dataclass tree from parsed JSON, checking field names (no silent extras)."""
+    if not dataclasses.is_dataclass(cls):
+        return data
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(hints)
+    if unknown:
+        raise TypeError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+    kwargs = {}
+    nested = {
+        "input": InputSpec,
+        "graph": GraphSpec,
+        "scorer": ScorerSpec,
+        "postprocess": PostprocessSpec,
+        "normalization": Normalization,
+        "metrics": Metrics,
+        "parity": ParityTolerance,
+    }
+    for name, value in data.items():
+        if cls is Manifest and name in nested:
+            value = _build(nested[name], value)
+        elif cls is Manifest and name == "artifacts":
+            value = [_build(Artifact, a) for a in value]
+        elif cls is InputSpec and name in ("mean", "std"):
+            value = tuple(float(v) for v in value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,23 @@
+"""The PyTorch model's per-image scores on its evaluation set, stored in the bundle as CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from edgead.bundle.io import BundleWriter
+
+
+def write_reference_scores(writer: BundleWriter, records: list[dict]) -> None:
+    path: Path = writer.path("reference_scores.csv")
+    with open(path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=["relpath", "label", "defect", "score"])
+        out.writeheader()
+        for r in records:
+            out.writerow({**r, "score": repr(float(r["score"]))})
+    writer.add("reference_scores.csv", role="reference_scores", fmt="csv", n=len(records))
+
+
+def read_reference_scores(path: Path) -> dict[str, float]:
+    with open(path, newline="") as f:
+        return {row["relpath"]: float(row["score"]) for row in csv.DictReader(f)}

@@ -1,0 +1,319 @@
+"""The ``edgead`` command line. torch is imported only inside the fit and export commands."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgead.errors import EdgeadError
+
+log = logging.getLogger("edgead")
+
+
+class EdgeadGroup(click.Group):
+    """Turns EdgeadError into a one-line message and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeadError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=EdgeadGroup)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or info messages.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.version_option(package_name="edgead")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
+    """edgead: fit anomaly detectors on good images, export a verified bundle, run it lean."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    ctx.obj = {"quiet": quiet}
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: expected N or HxW, e.g. 224 or 256x320") from exc
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 32:
+        raise click.BadParameter(f"{value!r}: expected N or HxW with sides >= 32")
+    return parts[0], parts[1]
+
+
+def patchcore_options(f: Callable) -> Callable:
+    """The options of ``fit patchcore`` and ``export patchcore``."""
+    options = [
+        click.option("--backbone", default="efficientnet_lite0", show_default=True,
+                     help="efficientnet_lite0 (offline weights), wide_resnet50_2 or resnet18."),
+        click.option("--weights", default=None,
+                     help="Backbone weights file (state dict), or 'none' for random weights."),
+        click.option("--layers", default=None,
+                     help="Comma-separated feature layers (default: the backbone's two mid-level "
+                          "stages, e.g. blocks.2,blocks.4 or layer2,layer3)."),
+        click.option("--image-size", default="224", show_default=True,
+                     help="Network input size: N or HxW."),
+        click.option("--embed-dim", default=1024, show_default=True,
+                     help="Patch feature dimension after projection."),
+        click.option("--coreset-ratio", default=0.1, show_default=True,
+                     help="Fraction of training patches kept in the memory bank."),
+        click.option("--coreset-projection", default=128, show_default=True,
+                     help="Random projection dimension for coreset selection (0: none)."),
+        click.option("--reweight/--no-reweight", default=False, show_default=True,
+                     help="The paper's image-score re-weighting by neighbourhood density."),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--batch-size", default=16, show_default=True),
+        click.option("--device", default="cpu", show_default=True, help="torch device for fitting."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _patchcore_config(kw: dict) -> Any:
+    from edgead.models.patchcore import PatchCoreConfig
+
+    if not 0 < kw["coreset_ratio"] <= 1:
+        raise click.BadParameter("--coreset-ratio must be in (0, 1]")
+    return PatchCoreConfig(
+        backbone=kw["backbone"], weights=kw["weights"],
+        layers=tuple(kw["layers"].split(",")) if kw["layers"] else None,
+        image_size=_size(kw["image_size"]), embed_dim=kw["embed_dim"],
+        coreset_ratio=kw["coreset_ratio"], coreset_projection=kw["coreset_projection"] or None,
+        reweight=kw["reweight"], seed=kw["seed"], batch_size=kw["batch_size"],
+    )
+
+
+def _metrics_table(saved: Any) -> str:
+    from tabulate import tabulate
+
+    r = saved.fit_report
+    rows = [["training images", r["n_train_images"]], ["memory bank", "x".join(map(str, r["memory_bank"]))],
+            ["fit seconds", r["fit_seconds"]]]
+    if saved.evaluation is not None:
+        m = saved.evaluation.metrics
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        rows += [["test images (anomalous)", f"{m.n_images} ({m.n_anomalous})"],
+                 ["image ROCAUC %", pct(m.image_rocauc)], ["pixel ROCAUC %", pct(m.pixel_rocauc)],
+                 ["AUPRO %", pct(m.aupro)], ["image F1 %", pct(m.image_f1)]]
+        thr = saved.evaluation.normalization.image_threshold
+        rows.append(["image threshold", "-" if thr is None else f"{thr:.4g}"])
+    if r.get("skipped"):
+        rows.append(["skipped training files", len(r["skipped"])])
+    return tabulate(rows, tablefmt="github", headers=["", saved.detector])
+
+
+@main.group(cls=EdgeadGroup)
+def fit() -> None:
+    """Fit a detector on good images and evaluate it on the test set."""
+
+
+@fit.command("patchcore")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="MVTec-layout category folder, or a plain folder of good images.")
+@click.option("--out", required=True, type=click.Path(), help="Where to save the fitted model.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@patchcore_options
+@click.pass_context
+def fit_patchcore(ctx: click.Context, data: str, out: str, overwrite: bool, **kw: Any) -> None:
+    """Fit PatchCore and print the ROCAUC table."""
+    from edgead.models.saved import save
+    from edgead.workflows import fit_detector
+
+    saved = fit_detector("patchcore", data, _patchcore_config(kw), kw["device"], ctx.obj["quiet"])
+    save(out, saved, overwrite)
+    click.echo(_metrics_table(saved))
+    click.echo(f"saved model: {out}")
+
+
+@main.group(cls=EdgeadGroup)
+def export() -> None:
+    """Export a detector to a bundle (fitting first when given --data)."""
+
+
+@export.command("patchcore")
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
+              help="Fit on this folder first (MVTec layout or plain good images).")
+@click.option("--model", type=click.Path(exists=True, file_okay=False),
+              help="A model saved by `edgead fit patchcore`.")
+@click.option("--out", required=True, type=click.Path(), help="Bundle folder to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--index", type=click.Choice(["flat", "ivfpq"]), default="flat", show_default=True,
+              help="faiss index: exact flat L2, or IVF-PQ for big memory banks.")
+@click.option("--nprobe", default=8, show_default=True, help="IVF lists searched (ivfpq).")
+@patchcore_options
+@click.pass_context
+def export_patchcore(ctx: click.Context, data: str | None, model: str | None, out: str,
+                     overwrite: bool, index: str, nprobe: int, **kw: Any) -> None:
+    """Write a PatchCore bundle: ONNX embedder, faiss memory bank, manifest."""
+    from edgead.models import saved as saved_models
+    from edgead.workflows import export_model, fit_detector
+
+    if (data is None) == (model is None):
+        raise click.UsageError("give exactly one of --data (fit and export) or --model")
+    if model is not None:
+        saved = saved_models.load(model)
+    else:
+        saved = fit_detector("patchcore", data, _patchcore_config(kw), kw["device"],
+                             ctx.obj["quiet"])
+        click.echo(_metrics_table(saved))
+    export_model(saved, out, overwrite, index=index, nprobe=nprobe)
+    click.echo(f"bundle written: {out}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.argument("images", type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--backend", default="onnxruntime", show_default=True)
+@click.option("--device", default=None, help="Backend device (cpu, cuda); default: the backend's.")
+@click.option("--batch", default=1, show_default=True, help="Images per inference call.")
+@click.option("--overlays/--no-overlays", default=True, show_default=True)
+@click.pass_context
+def run(ctx: click.Context, bundle: str, images: str, out: str, fmt: str, backend: str,
+        device: str | None, batch: int, overlays: bool) -> None:
+    """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    from edgead.data.datasets import folder_samples
+    from edgead.data.images import read_image
+    from edgead.runtime import Failure, Pipeline
+    from edgead.runtime.postprocess import overlay
+    from edgead.runtime.timing import STAGES, LatencyStats
+
+    root = Path(images)
+    paths = [root] if root.is_file() else [s.path for s in folder_samples(root)]
+    if not paths:
+        raise EdgeadError(f"{images}: no images found")
+    out_dir = Path(out)
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    stats = LatencyStats()
+    n_bad = 0
+    results_path = out_dir / f"results.{fmt}"
+    fields = ["path", "score", "normalized", "label", *[f"{s}_ms" for s in STAGES], "total_ms",
+              "error"]
+    with Pipeline(bundle, backend, device) as pipeline, open(results_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields) if fmt == "csv" else None
+        if writer:
+            writer.writeheader()
+        for r in tqdm(pipeline.predict_files(paths, batch), total=len(paths), unit="img",
+                      disable=ctx.obj["quiet"] or None, leave=False):
+            if isinstance(r, Failure):
+                n_bad += 1
+                log.warning("skipped %s: %s", r.source, r.error)
+                row = {"path": r.source, "error": r.error}
+            else:
+                stats.add(r.timings_ms)
+                row = {"path": r.source, "score": f"{r.image_score:.6g}",
+                       "normalized": "" if r.normalized_score is None else f"{r.normalized_score:.4f}",
+                       "label": r.label or "", "total_ms": f"{sum(r.timings_ms.values()):.3f}",
+                       **{f"{k}_ms": f"{v:.3f}" for k, v in r.timings_ms.items()}, "error": ""}
+                if overlays:
+                    name = Path(r.source).resolve().relative_to(
+                        root.resolve() if root.is_dir() else root.resolve().parent)
+                    target = out_dir / "overlays" / ("__".join(name.with_suffix(".png").parts))
+                    image = read_image(r.source)
+                    cv2.imwrite(str(target), overlay(image, r.anomaly_map,
+                                                     pipeline.bundle.manifest.normalization))
+            if writer:
+                writer.writerow(row)
+            else:
+                f.write(json.dumps(row) + "\n")
+            f.flush()
+        backend_name = pipeline.backend.describe()
+    click.echo(f"{len(stats)} images scored, {n_bad} skipped -> {results_path}")
+    if len(stats):
+        click.echo(stats.table(f"per-stage latency ({backend_name}, batch {batch}, ms per image)"))
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.argument("data", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--backend", default="onnxruntime", show_default=True)
+@click.option("--device", default=None)
+@click.option("--batch", default=1, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@click.pass_context
+def parity(ctx: click.Context, bundle: str, data: str | None, backend: str, device: str | None,
+           batch: int, json_out: str | None) -> None:
+    """Check that BUNDLE scores like the original model (golden outputs; DATA's test set).
+
+    Exits 1 when any difference exceeds its tolerance.
+    """
+    from dataclasses import asdict
+
+    from edgead.runtime.parity import run_parity
+
+    report = run_parity(bundle, data, backend, device, batch, ctx.obj["quiet"])
+    click.echo(f"parity of {bundle} on {report.backend}" + (f" over {data}" if data else ""))
+    click.echo(report.table())
+    for failure in report.failures:
+        click.echo(f"skipped unreadable image: {failure}", err=True)
+    if len(report.latency):
+        click.echo(report.latency.table("runtime latency (batch %d, ms per image)" % batch))
+    if json_out:
+        Path(json_out).write_text(json.dumps({
+            "bundle": report.bundle, "backend": report.backend, "passed": report.passed,
+            "rows": [asdict(r) for r in report.rows], "failures": report.failures,
+            "latency_ms": report.latency.summary(),
+        }, indent=2))
+    if not report.passed:
+        click.echo("parity FAILED", err=True)
+        sys.exit(1)
+    click.echo("parity passed")
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Keep data, model and bundle here (default: a temporary folder).")
+@click.pass_context
+def demo(ctx: click.Context, workdir: str | None) -> None:
+    """Synthetic inspection set -> PatchCore -> bundle -> runtime, parity and latency.
+
+    Works offline on a fresh machine: the data is generated, the backbone weights ship in a
+    package.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgead-demo-") as tmp:
+        _demo(Path(workdir or tmp), ctx.obj["quiet"])
+
+
+def _demo(work: Path, quiet: bool) -> None:
+    from edgead.data.synthetic import generate
+    from edgead.models.patchcore import PatchCoreConfig
+    from edgead.runtime.parity import run_parity
+    from edgead.workflows import export_model, fit_detector
+
+    data = generate(work / "data", n_train=30, n_test_good=10, n_test_defect=6)
+    click.echo(f"synthetic inspection set: {data} (30 train, 10 good + 18 defective test images)")
+    saved = fit_detector("patchcore", data, PatchCoreConfig(), quiet=quiet)
+    click.echo(_metrics_table(saved))
+    bundle = export_model(saved, work / "bundle", overwrite=True)
+    click.echo(f"bundle: {bundle}")
+    report = run_parity(bundle, data, quiet=quiet)
+    click.echo(report.table())
+    click.echo(report.latency.table(f"runtime latency ({report.backend}, batch 1, ms per image)"))
+    torch_ms = saved.evaluation.latency_ms.get("torch_ms_per_image_median") if saved.evaluation else None
+    if torch_ms is not None:
+        click.echo(f"PyTorch model, for comparison: {torch_ms:.1f} ms per image (median, batch 8, "
+                   "preprocessed input to map)")
+    if not report.passed:
+        raise EdgeadError("demo: parity failed (see the table above)")
+    click.echo("demo passed: the bundle scores like the PyTorch model")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,88 @@
+"""Image decoding with OpenCV: every image comes out as 8-bit RGB, HxWx3, C-contiguous.
+
+Grayscale is replicated to three channels, alpha is dropped, 16-bit images are scaled to
+8 bits. Anything that cannot be decoded raises :class:`ImageDecodeError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgead.errors import ImageDecodeError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def to_rgb8(image: np.ndarray, source: str = "<array>") -> np.ndarray:
+    """Convert a decoded OpenCV image (BGR/BGRA/gray, 8 or 16 bit) to RGB uint8."""
+    if image is None or image.size == 0:
+        raise ImageDecodeError(source, "empty image")
+    if image.dtype == np.uint16:
+        image = (image.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageDecodeError(source, f"unsupported pixel type {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim != 3:
+        raise ImageDecodeError(source, f"unsupported image shape {image.shape}")
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    raise ImageDecodeError(source, f"unsupported number of channels: {channels}")
+
+
+def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decode an encoded image (PNG, JPEG, ...) from memory to RGB uint8."""
+    if not data:
+        raise ImageDecodeError(source, "empty file")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageDecodeError(source, "not a readable image (corrupt or unsupported format)")
+    return to_rgb8(image, source)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file to RGB uint8; raises ImageDecodeError naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    return decode_image(data, str(path))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a ground-truth mask: any non-zero pixel is anomalous. Returns uint8 0/1, HxW."""
+    path = Path(path)
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ImageDecodeError(path, "not a readable mask image")
+    return (mask > 0).astype(np.uint8)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def iter_images(
+    paths: Iterable[str | Path],
+) -> Iterator[tuple[Path, np.ndarray | None, ImageDecodeError | None]]:
+    """Yield ``(path, image, None)`` or ``(path, None, error)``: batch commands report and go on."""
+    for path in paths:
+        try:
+            yield Path(path), read_image(path), None
+        except ImageDecodeError as exc:
+            yield Path(path), None, exc

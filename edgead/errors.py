@@ -1,0 +1,38 @@
+"""Errors raised at the boundary (files, user input, bundles, devices).
+
+Each message names the thing that is wrong and, where there is one, the command that fixes it.
+The CLI prints them as a single line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EdgeadError(Exception):
+    """Base class for errors a user can act on."""
+
+
+class ImageDecodeError(EdgeadError):
+    """An image file could not be read or decoded."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DatasetError(EdgeadError):
+    """A dataset folder does not have the expected layout."""
+
+
+class BundleError(EdgeadError):
+    """A bundle is missing, incomplete, tampered with or incompatible."""
+
+
+class ParityError(EdgeadError):
+    """Parity could not be computed (not: parity failed; that is a result, not an error)."""
+
+
+class BackendError(EdgeadError):
+    """A runtime backend cannot be created or was given inputs that do not fit its graph."""

@@ -1,0 +1,104 @@
+"""Pieces shared by the detectors: coreset sampling, Gaussian blur, feature extraction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from edgead.bundle.manifest import InputSpec
+from edgead.data.images import iter_images
+from edgead.errors import ImageDecodeError
+from edgead.runtime.postprocess import gaussian_kernel_size
+from edgead.runtime.preprocess import preprocess
+
+log = logging.getLogger(__name__)
+
+
+def k_center_greedy(
+    features: torch.Tensor, n_select: int, projection_dim: int | None = 128, seed: int = 0
+) -> torch.Tensor:
+    """Greedy k-center coreset (PatchCore, Roth et al. 2022, Alg. 1).
+
+    Repeatedly picks the point farthest from everything picked so far. Distances are taken
+    in a Gaussian random projection to ``projection_dim`` (Johnson-Lindenstrauss) for speed;
+    None keeps the full dimension. Returns the indices of the selected rows.
+    """
+    n = features.shape[0]
+    if n_select >= n:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(seed)
+    x = features.float()
+    if projection_dim is not None and projection_dim < x.shape[1]:
+        proj = torch.randn(x.shape[1], projection_dim, generator=generator) / projection_dim**0.5
+        x = x @ proj
+    sq = (x * x).sum(1)
+    min_dist = torch.full((n,), float("inf"))
+    selected = torch.empty(n_select, dtype=torch.long)
+    idx = int(torch.randint(n, (1,), generator=generator))
+    for i in range(n_select):
+        selected[i] = idx
+        c = x[idx]
+        dist = sq - 2.0 * (x @ c) + (c * c).sum()
+        torch.minimum(min_dist, dist, out=min_dist)
+        idx = int(torch.argmax(min_dist))
+    return selected
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) maps with reflect padding.
+
+    Same kernel size and border rule as the runtime's OpenCV blur (BORDER_REFLECT_101).
+    """
+    if sigma <= 0:
+        return maps
+    k = gaussian_kernel_size(sigma)
+    x = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    kernel = torch.exp(-(x**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).to(maps.dtype)
+    pad = k // 2
+    out = F.pad(maps, (pad, pad, pad, pad), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, k))
+    return F.conv2d(out, kernel.view(1, 1, k, 1))
+
+
+def adaptive_pool_matrix(in_dim: int, out_dim: int) -> torch.Tensor:
+    """The (out_dim, in_dim) matrix of ``adaptive_avg_pool1d`` over channels.
+
+    As a matrix it exports to ONNX as a plain 1x1 convolution and compiles in TensorRT.
+    """
+    m = torch.zeros(out_dim, in_dim)
+    for i in range(out_dim):
+        start = (i * in_dim) // out_dim
+        end = -(-((i + 1) * in_dim) // out_dim)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def batched_inputs(
+    paths: Sequence[Path], spec: InputSpec, batch_size: int, desc: str, quiet: bool = False
+) -> Iterator[tuple[list[Path], torch.Tensor, list[ImageDecodeError]]]:
+    """Decode and preprocess images in batches; unreadable files are reported, not fatal."""
+    batch: list[np.ndarray] = []
+    names: list[Path] = []
+    errors: list[ImageDecodeError] = []
+    bar = tqdm(total=len(paths), desc=desc, disable=quiet or None, unit="img", leave=False)
+    for path, image, error in iter_images(paths):
+        bar.update(1)
+        if error is not None:
+            log.warning("skipping %s", error)
+            errors.append(error)
+            continue
+        batch.append(preprocess(image, spec))
+        names.append(path)
+        if len(batch) == batch_size:
+            yield names, torch.from_numpy(np.stack(batch)), errors
+            batch, names, errors = [], [], []
+    bar.close()
+    if batch or errors:
+        yield names, torch.from_numpy(np.stack(batch)) if batch else torch.empty(0), errors

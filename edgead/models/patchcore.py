@@ -1,0 +1,200 @@
+"""PatchCore (Roth et al., "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022).
+
+Locally aware patch features from two mid-level layers (3x3 neighbourhood average, resized to
+the first layer's grid, concatenated and projected to a fixed dimension), a greedy k-center
+coreset of the training patches as memory bank, and nearest-neighbour distance as patch score.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgead.bundle.manifest import InputSpec
+from edgead.models.backbones import backbone_info, create_feature_backbone
+from edgead.models.common import adaptive_pool_matrix, batched_inputs, gaussian_blur, k_center_greedy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PatchCoreConfig:
+    backbone: str = "efficientnet_lite0"
+    layers: tuple[str, ...] | None = None
+    weights: str | None = None
+    image_size: tuple[int, int] = (224, 224)
+    embed_dim: int = 1024
+    coreset_ratio: float = 0.1
+    coreset_projection: int | None = 128
+    reweight: bool = False
+    reweight_neighbors: int = 9
+    blur_sigma: float = 4.0
+    seed: int = 0
+    batch_size: int = 16
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = list(self.layers) if self.layers else None
+        d["image_size"] = list(self.image_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PatchCoreConfig:
+        d = dict(d)
+        d["layers"] = tuple(d["layers"]) if d.get("layers") else None
+        d["image_size"] = tuple(d["image_size"])
+        return cls(**d)
+
+
+class PatchEmbedder(nn.Module):
+    """Image batch (B, 3, H, W) -> locally aware patch embeddings (B, h, w, D), channels last.
+
+    This whole module is what the bundle's ONNX graph contains.
+    """
+
+    def __init__(self, backbone: nn.Module, channels: list[int], embed_dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1)
+        total = sum(channels)
+        self.embed_dim = min(embed_dim, total)
+        # projection to a fixed dimension as a fixed 1x1 conv (adaptive channel averaging)
+        weight = adaptive_pool_matrix(total, self.embed_dim)[:, :, None, None]
+        self.register_buffer("projection", weight, persistent=True)
+        self.project = self.embed_dim < total
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [self.pool(f) for f in self.backbone(x)]
+        size = feats[0].shape[-2:]
+        feats = [feats[0]] + [
+            F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]
+        ]
+        emb = torch.cat(feats, dim=1)
+        if self.project:
+            emb = F.conv2d(emb, self.projection)
+        return emb.permute(0, 2, 3, 1).contiguous()
+
+
+class PatchCoreModel(nn.Module):
+    """The fitted detector: embedder + memory bank; scores images in PyTorch."""
+
+    def __init__(self, embedder: PatchEmbedder, memory_bank: torch.Tensor, config: PatchCoreConfig):
+        super().__init__()
+        self.embedder = embedder
+        self.register_buffer("memory_bank", memory_bank)
+        self.config = config
+
+    def nearest(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, D) -> distance to and index of the nearest memory-bank patch, per row."""
+        dist = torch.cdist(emb, self.memory_bank)
+        return dist.min(dim=1)
+
+    def image_score(self, emb: torch.Tensor, dist: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Max patch score, optionally re-weighted as in the paper (Eq. 7)."""
+        best = int(torch.argmax(dist))
+        score = dist[best]
+        if not self.config.reweight:
+            return score
+        anchor = self.memory_bank[idx[best]]
+        k = min(self.config.reweight_neighbors, self.memory_bank.shape[0])
+        support = torch.cdist(anchor[None], self.memory_bank)[0].topk(k, largest=False).indices
+        d = torch.linalg.vector_norm(self.memory_bank[support] - emb[best], dim=1)
+        weight = 1.0 - torch.softmax(d, dim=0)[0]
+        return weight * score
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        emb = self.embedder(x)
+        b, h, w, d = emb.shape
+        patch_scores, image_scores = [], []
+        for i in range(b):
+            flat = emb[i].reshape(-1, d)
+            dist, idx = self.nearest(flat)
+            patch_scores.append(dist.reshape(h, w))
+            image_scores.append(self.image_score(flat, dist, idx))
+        patch = torch.stack(patch_scores)
+        amap = F.interpolate(patch[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        amap = gaussian_blur(amap, self.config.blur_sigma)[:, 0]
+        return {
+            "embedding": emb,
+            "patch_scores": patch,
+            "image_score": torch.stack(image_scores),
+            "anomaly_map": amap,
+        }
+
+
+def build_embedder(config: PatchCoreConfig, weights: str | None) -> tuple[PatchEmbedder, dict]:
+    backbone, layers, channels, source = create_feature_backbone(
+        config.backbone, config.layers, weights
+    )
+    config.layers = layers
+    embedder = PatchEmbedder(backbone, channels, config.embed_dim).eval()
+    return embedder, {"name": config.backbone, "layers": list(layers), "channels": channels,
+                      "weights": source}
+
+
+def input_spec(config: PatchCoreConfig) -> InputSpec:
+    info = backbone_info(config.backbone)
+    return InputSpec(height=config.image_size[0], width=config.image_size[1],
+                     mean=info.mean, std=info.std)
+
+
+@torch.no_grad()
+def fit(
+    config: PatchCoreConfig, train_paths: list[Path], device: str = "cpu", quiet: bool = False
+) -> tuple[PatchCoreModel, dict]:
+    """Fit PatchCore on good images. Returns the model and a fit report (times, counts)."""
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed)
+    embedder, backbone_meta = build_embedder(config, config.weights)
+    embedder = embedder.to(device)
+    spec = input_spec(config)
+    chunks, skipped = [], []
+    for _, batch, errors in batched_inputs(train_paths, spec, config.batch_size, "features", quiet):
+        skipped += [str(e) for e in errors]
+        if len(batch):
+            emb = embedder(batch.to(device))
+            chunks.append(emb.reshape(-1, emb.shape[-1]).cpu())
+    if not chunks:
+        from edgead.errors import EdgeadError
+
+        raise EdgeadError("no readable training images")
+    features = torch.cat(chunks)
+    t_feat = time.perf_counter()
+    n_select = max(1, round(config.coreset_ratio * features.shape[0]))
+    idx = k_center_greedy(features, n_select, config.coreset_projection, config.seed)
+    bank = features[idx].contiguous()
+    t_core = time.perf_counter()
+    model = PatchCoreModel(embedder.cpu(), bank, config).eval()
+    report = {
+        "backbone": backbone_meta,
+        "n_train_images": len(train_paths) - len(skipped),
+        "skipped": skipped,
+        "n_patches": int(features.shape[0]),
+        "memory_bank": list(bank.shape),
+        "feature_seconds": round(t_feat - t0, 2),
+        "coreset_seconds": round(t_core - t_feat, 2),
+        "fit_seconds": round(t_core - t0, 2),
+    }
+    return model, report
+
+
+def rebuild(config: PatchCoreConfig, state: dict[str, torch.Tensor]) -> PatchCoreModel:
+    """A saved model from its config and state dict (architecture only; no weight files)."""
+    embedder, _ = build_embedder(config, "none")
+    model = PatchCoreModel(embedder, torch.empty_like(state["memory_bank"]), config)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def infer(model: PatchCoreModel, batch: torch.Tensor):
+    """Preprocessed batch -> (image scores (B,), anomaly maps (B, H, W)) as numpy."""
+    out = model(batch)
+    return out["image_score"].numpy(), out["anomaly_map"].numpy()

@@ -1,0 +1,50 @@
+"""Detector registry (PyTorch side). A new detector registers here; the CLI and the contract
+tests pick it up by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgead.errors import EdgeadError
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    name: str
+    config_cls: type
+    fit: Callable[..., tuple[Any, dict]]
+    rebuild: Callable[[Any, dict], Any]
+    input_spec: Callable[[Any], Any]
+    infer: Callable[[Any, Any], tuple[Any, Any]]  # model, batch -> (scores, maps) numpy
+    export: Callable[..., None]
+
+    def config_from_dict(self, d: dict) -> Any:
+        return self.config_cls.from_dict(d)
+
+
+DETECTORS: dict[str, DetectorEntry] = {}
+
+
+def register_detector(entry: DetectorEntry) -> DetectorEntry:
+    DETECTORS[entry.name] = entry
+    return entry
+
+
+def get_detector(name: str) -> DetectorEntry:
+    _load_builtins()
+    if name not in DETECTORS:
+        raise EdgeadError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
+    return DETECTORS[name]
+
+
+def _load_builtins() -> None:
+    if "patchcore" not in DETECTORS:
+        from edgead.export import patchcore as export_patchcore
+        from edgead.models import patchcore
+
+        register_detector(DetectorEntry(
+            "patchcore", patchcore.PatchCoreConfig, patchcore.fit, patchcore.rebuild,
+            patchcore.input_spec, patchcore.infer, export_patchcore.export,
+        ))

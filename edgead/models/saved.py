@@ -1,0 +1,88 @@
+"""A saved fit (``edgead fit ... --out MODEL``): a folder, no pickles.
+
+    config.json        detector, its config, input spec, backbone description, fit report
+    model.safetensors  the whole module's state (backbone, projection, memory bank, ...)
+    evaluation.json    metrics, normalization, per-image scores on the evaluation set
+    golden.npz         a few preprocessed inputs for the bundle's golden outputs
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from edgead.bundle.io import atomic_directory
+from edgead.bundle.manifest import InputSpec
+from edgead.errors import EdgeadError
+from edgead.models.evaluate import EvalResult
+
+FORMAT = "edgead-model/1"
+
+
+@dataclass
+class SavedModel:
+    detector: str
+    config: dict
+    input: InputSpec
+    backbone: dict
+    fit_report: dict
+    model: nn.Module
+    evaluation: EvalResult | None
+    golden_inputs: np.ndarray
+
+
+def save(out: str | Path, saved: SavedModel, overwrite: bool = False) -> Path:
+    with atomic_directory(out, overwrite) as staging:
+        meta = {
+            "format": FORMAT,
+            "detector": saved.detector,
+            "config": saved.config,
+            "input": asdict(saved.input),
+            "backbone": saved.backbone,
+            "fit_report": saved.fit_report,
+        }
+        (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+        state = {k: v.contiguous() for k, v in saved.model.state_dict().items()}
+        save_file(state, str(staging / "model.safetensors"))
+        if saved.evaluation is not None:
+            (staging / "evaluation.json").write_text(
+                json.dumps(saved.evaluation.to_dict(), indent=2) + "\n"
+            )
+        np.savez(staging / "golden.npz", input=saved.golden_inputs)
+    return Path(out)
+
+
+def load(path: str | Path) -> SavedModel:
+    from edgead.models.registry import get_detector
+
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise EdgeadError(f"{config_path}: missing; is {path} a model saved by `edgead fit`?")
+    try:
+        meta = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgeadError(f"{config_path}: not valid JSON ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise EdgeadError(f"{config_path}: unknown model format {meta.get('format')!r}")
+    detector = get_detector(meta["detector"])
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise EdgeadError(f"{weights}: missing; refit with `edgead fit {meta['detector']}`")
+    config = detector.config_from_dict(meta["config"])
+    model = detector.rebuild(config, load_file(str(weights)))
+    eval_path = path / "evaluation.json"
+    evaluation = (
+        EvalResult.from_dict(json.loads(eval_path.read_text())) if eval_path.is_file() else None
+    )
+    spec = meta["input"]
+    spec["mean"], spec["std"] = tuple(spec["mean"]), tuple(spec["std"])
+    with np.load(path / "golden.npz") as golden:
+        inputs = golden["input"]
+    return SavedModel(meta["detector"], meta["config"], InputSpec(**spec), meta["backbone"],
+                      meta["fit_report"], model, evaluation, inputs)

@@ -1,0 +1,108 @@
+"""The runtime pipeline: image -> preprocess -> graph -> scorer -> anomaly map, timed per stage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgead.bundle.io import Bundle, open_bundle
+from edgead.data.images import read_image
+from edgead.errors import ImageDecodeError
+from edgead.runtime.backends.base import Backend, create_backend
+from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
+from edgead.runtime.preprocess import preprocess
+from edgead.runtime.scorers.base import load_scorer
+from edgead.runtime.timing import StageTimer
+
+
+@dataclass
+class Prediction:
+    image_score: float
+    normalized_score: float | None
+    label: str | None  # "good" / "anomalous", None without a threshold
+    anomaly_map: np.ndarray  # (H, W) float32 at the model's input size
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass
+class Failure:
+    source: str
+    error: str
+
+
+class Pipeline:
+    """Load a bundle once; predict on RGB uint8 images or image files."""
+
+    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime",
+                 device: str | None = None):
+        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        m = self.bundle.manifest
+        self.spec = m.input
+        self.backend: Backend = create_backend(backend, self.bundle.path("backbone"), device)
+        self.backend.activate()
+        self.scorer = load_scorer(self.bundle)
+        self.input_name = m.graph.input_name
+
+    def close(self) -> None:
+        self.backend.deactivate()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def predict(self, images: list[np.ndarray], timer: StageTimer | None = None,
+                sources: list[str] | None = None) -> list[Prediction]:
+        """Score a batch of RGB uint8 images; stage times are split evenly over the batch."""
+        timer = timer or StageTimer(self.backend.synchronize)
+        m = self.bundle.manifest
+        with timer("preprocess"):
+            batch = np.stack([preprocess(im, self.spec) for im in images])
+        with timer("backbone"):
+            outputs = self.backend.infer({self.input_name: batch})
+        with timer("search"):
+            scored = self.scorer.run(outputs)
+        with timer("postprocess"):
+            maps = [anomaly_map(p, m.postprocess) for p in scored.patch_scores]
+            results = []
+            for i, amap in enumerate(maps):
+                score = float(scored.image_scores[i])
+                results.append(Prediction(
+                    score, normalize_score(score, m.normalization), verdict(score, m.normalization),
+                    amap, source=sources[i] if sources else "",
+                ))
+        share = {k: v / len(images) for k, v in timer.ms.items()}
+        for r in results:
+            r.timings_ms = dict(share)
+        return results
+
+    def predict_files(
+        self, paths: Iterable[str | Path], batch_size: int = 1
+    ) -> Iterator[Prediction | Failure]:
+        """Decode and score files; unreadable ones come back as Failure and the rest go on."""
+        pending: list[tuple[str, np.ndarray]] = []
+        timer = StageTimer(self.backend.synchronize)
+
+        def flush() -> Iterator[Prediction]:
+            nonlocal timer
+            yield from self.predict([im for _, im in pending], timer, [s for s, _ in pending])
+            pending.clear()
+            timer = StageTimer(self.backend.synchronize)
+
+        for path in paths:
+            try:
+                with timer("decode"):
+                    image = read_image(path)
+            except ImageDecodeError as exc:
+                yield Failure(str(path), exc.reason)
+                continue
+            pending.append((str(path), image))
+            if len(pending) == batch_size:
+                yield from flush()
+        if pending:
+            yield from flush()

@@ -1,0 +1,53 @@
+"""Scorers turn graph outputs into patch scores and image scores; registered by manifest kind."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgead.bundle.io import Bundle
+from edgead.errors import BundleError
+
+
+@dataclass
+class ScorerOutput:
+    patch_scores: np.ndarray  # (B, h, w) float32
+    image_scores: np.ndarray  # (B,) float32
+
+
+class Scorer(ABC):
+    kind: str = ""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, bundle: Bundle) -> Scorer: ...
+
+    @abstractmethod
+    def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput: ...
+
+
+SCORERS: dict[str, Callable[[Bundle], Scorer]] = {}
+
+
+def register_scorer(kind: str) -> Callable[[type[Scorer]], type[Scorer]]:
+    def deco(cls: type[Scorer]) -> type[Scorer]:
+        cls.kind = kind
+        SCORERS[kind] = cls.load
+        return cls
+
+    return deco
+
+
+def load_scorer(bundle: Bundle) -> Scorer:
+    from edgead.runtime import scorers as _  # noqa: F401  (registers the built-ins)
+
+    kind = bundle.manifest.scorer.kind
+    if kind not in SCORERS:
+        raise BundleError(
+            f"{bundle.root}: scorer {kind!r} is not known to this edgead "
+            f"(known: {', '.join(sorted(SCORERS))}); upgrade edgead or re-export the bundle"
+        )
+    return SCORERS[kind](bundle)

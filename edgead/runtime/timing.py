@@ -1,0 +1,69 @@
+"""Per-stage timers. The device is synchronized at every stage boundary, so "backbone ms" is
+the same quantity on every backend (Polygraphy's lesson)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+STAGES = ("decode", "preprocess", "backbone", "search", "postprocess")
+
+
+class StageTimer:
+    """Times named stages of one prediction, in milliseconds."""
+
+    def __init__(self, synchronize: Callable[[], None] | None = None):
+        self.synchronize = synchronize or (lambda: None)
+        self.ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        self.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.synchronize()
+            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - start) * 1e3
+
+
+class LatencyStats:
+    """Collects per-image stage timings and summarizes them (median, p90, p99, mean)."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, ms: dict[str, float]) -> None:
+        for stage, value in ms.items():
+            self.samples[stage].append(value)
+        self.samples["total"].append(sum(v for k, v in ms.items() if k != "total"))
+
+    def __len__(self) -> int:
+        return len(self.samples.get("total", []))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        order = [s for s in (*STAGES, "total") if s in self.samples]
+        order += [s for s in self.samples if s not in order]
+        out = {}
+        for stage in order:
+            v = np.asarray(self.samples[stage])
+            out[stage] = {
+                "p50": float(np.median(v)),
+                "p90": float(np.percentile(v, 90)),
+                "p99": float(np.percentile(v, 99)),
+                "mean": float(v.mean()),
+            }
+        return out
+
+    def table(self, title: str = "") -> str:
+        from tabulate import tabulate
+
+        rows = [[stage, f"{s['p50']:.2f}", f"{s['p90']:.2f}", f"{s['p99']:.2f}", f"{s['mean']:.2f}"]
+                for stage, s in self.summary().items()]
+        text = tabulate(rows, headers=["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
+                        tablefmt="github")
+        return f"{title}\n{text}" if title else text
