@@ -38,6 +38,7 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """edgead: fit anomaly detectors on good images, export a verified bundle, run it lean."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports CPU features
     ctx.obj = {"quiet": quiet}
 
 

@@ -1,0 +1,47 @@
+import cv2
+import numpy as np
+import pytest
+
+from edgead.bundle.manifest import InputSpec, Normalization, PostprocessSpec
+from edgead.runtime.postprocess import anomaly_map, normalize_score, overlay, verdict
+from edgead.runtime.preprocess import preprocess
+
+
+def test_preprocess_by_hand():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    spec = InputSpec(20, 16, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0), interpolation="bilinear")
+    out = preprocess(img, spec)
+    resized = cv2.resize(img, (16, 20), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
+    want = ((resized - [0.1, 0.2, 0.3]) / [0.5, 0.25, 2.0]).transpose(2, 0, 1)
+    assert out.shape == (3, 20, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+    bgr = preprocess(img, InputSpec(20, 16, channel_order="BGR", interpolation="bilinear",
+                                    mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0)))
+    assert not np.allclose(bgr, out)
+
+
+def test_anomaly_map_upsamples_and_blurs():
+    patch = np.zeros((8, 8), np.float32)
+    patch[4, 4] = 1.0
+    sharp = anomaly_map(patch, PostprocessSpec(64, 64, blur_sigma=0))
+    smooth = anomaly_map(patch, PostprocessSpec(64, 64, blur_sigma=4))
+    assert sharp.shape == smooth.shape == (64, 64)
+    assert smooth.max() < sharp.max()
+    assert np.unravel_index(smooth.argmax(), smooth.shape) == pytest.approx((36, 36), abs=2)
+
+
+def test_normalization_and_verdict():
+    norm = Normalization(image_threshold=2.0, image_min=1.0, image_max=5.0)
+    assert normalize_score(2.0, norm) == 0.5
+    assert normalize_score(100.0, norm) == 1.0
+    assert verdict(2.5, norm) == "anomalous" and verdict(1.5, norm) == "good"
+    assert verdict(1.0, Normalization()) is None and normalize_score(1.0, Normalization()) is None
+
+
+def test_overlay_is_at_image_size():
+    img = np.zeros((50, 70, 3), np.uint8)
+    amap = np.zeros((16, 16), np.float32)
+    amap[8, 8] = 1
+    out = overlay(img, amap, Normalization(pixel_threshold=0.5))
+    assert out.shape == (50, 70, 3) and out.any()
