@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import logging
 import sys
@@ -57,26 +56,55 @@ def _size(value: str) -> tuple[int, int]:
 def patchcore_options(f: Callable) -> Callable:
     """The options of ``fit patchcore`` and ``export patchcore``."""
     options = [
-        click.option("--backbone", default="efficientnet_lite0", show_default=True,
-                     help="efficientnet_lite0 (offline weights), wide_resnet50_2 or resnet18."),
-        click.option("--weights", default=None,
-                     help="Backbone weights file (state dict), or 'none' for random weights."),
-        click.option("--layers", default=None,
-                     help="Comma-separated feature layers (default: the backbone's two mid-level "
-                          "stages, e.g. blocks.2,blocks.4 or layer2,layer3)."),
-        click.option("--image-size", default="224", show_default=True,
-                     help="Network input size: N or HxW."),
-        click.option("--embed-dim", default=1024, show_default=True,
-                     help="Patch feature dimension after projection."),
-        click.option("--coreset-ratio", default=0.1, show_default=True,
-                     help="Fraction of training patches kept in the memory bank."),
-        click.option("--coreset-projection", default=128, show_default=True,
-                     help="Random projection dimension for coreset selection (0: none)."),
-        click.option("--reweight/--no-reweight", default=False, show_default=True,
-                     help="The paper's image-score re-weighting by neighbourhood density."),
+        click.option(
+            "--backbone",
+            default="efficientnet_lite0",
+            show_default=True,
+            help="efficientnet_lite0 (offline weights), wide_resnet50_2 or resnet18.",
+        ),
+        click.option(
+            "--weights",
+            default=None,
+            help="Backbone weights file (state dict), or 'none' for random weights.",
+        ),
+        click.option(
+            "--layers",
+            default=None,
+            help="Comma-separated feature layers (default: the backbone's two mid-level "
+            "stages, e.g. blocks.2,blocks.4 or layer2,layer3).",
+        ),
+        click.option(
+            "--image-size", default="224", show_default=True, help="Network input size: N or HxW."
+        ),
+        click.option(
+            "--embed-dim",
+            default=1024,
+            show_default=True,
+            help="Patch feature dimension after projection.",
+        ),
+        click.option(
+            "--coreset-ratio",
+            default=0.1,
+            show_default=True,
+            help="Fraction of training patches kept in the memory bank.",
+        ),
+        click.option(
+            "--coreset-projection",
+            default=128,
+            show_default=True,
+            help="Random projection dimension for coreset selection (0: none).",
+        ),
+        click.option(
+            "--reweight/--no-reweight",
+            default=False,
+            show_default=True,
+            help="The paper's image-score re-weighting by neighbourhood density.",
+        ),
         click.option("--seed", default=0, show_default=True),
         click.option("--batch-size", default=16, show_default=True),
-        click.option("--device", default="cpu", show_default=True, help="torch device for fitting."),
+        click.option(
+            "--device", default="cpu", show_default=True, help="torch device for fitting."
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -89,11 +117,16 @@ def _patchcore_config(kw: dict) -> Any:
     if not 0 < kw["coreset_ratio"] <= 1:
         raise click.BadParameter("--coreset-ratio must be in (0, 1]")
     return PatchCoreConfig(
-        backbone=kw["backbone"], weights=kw["weights"],
+        backbone=kw["backbone"],
+        weights=kw["weights"],
         layers=tuple(kw["layers"].split(",")) if kw["layers"] else None,
-        image_size=_size(kw["image_size"]), embed_dim=kw["embed_dim"],
-        coreset_ratio=kw["coreset_ratio"], coreset_projection=kw["coreset_projection"] or None,
-        reweight=kw["reweight"], seed=kw["seed"], batch_size=kw["batch_size"],
+        image_size=_size(kw["image_size"]),
+        embed_dim=kw["embed_dim"],
+        coreset_ratio=kw["coreset_ratio"],
+        coreset_projection=kw["coreset_projection"] or None,
+        reweight=kw["reweight"],
+        seed=kw["seed"],
+        batch_size=kw["batch_size"],
     )
 
 
@@ -101,14 +134,21 @@ def _metrics_table(saved: Any) -> str:
     from tabulate import tabulate
 
     r = saved.fit_report
-    rows = [["training images", r["n_train_images"]], ["memory bank", "x".join(map(str, r["memory_bank"]))],
-            ["fit seconds", r["fit_seconds"]]]
+    rows = [
+        ["training images", r["n_train_images"]],
+        ["memory bank", "x".join(map(str, r["memory_bank"]))],
+        ["fit seconds", r["fit_seconds"]],
+    ]
     if saved.evaluation is not None:
         m = saved.evaluation.metrics
         pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
-        rows += [["test images (anomalous)", f"{m.n_images} ({m.n_anomalous})"],
-                 ["image ROCAUC %", pct(m.image_rocauc)], ["pixel ROCAUC %", pct(m.pixel_rocauc)],
-                 ["AUPRO %", pct(m.aupro)], ["image F1 %", pct(m.image_f1)]]
+        rows += [
+            ["test images (anomalous)", f"{m.n_images} ({m.n_anomalous})"],
+            ["image ROCAUC %", pct(m.image_rocauc)],
+            ["pixel ROCAUC %", pct(m.pixel_rocauc)],
+            ["AUPRO %", pct(m.aupro)],
+            ["image F1 %", pct(m.image_f1)],
+        ]
         thr = saved.evaluation.normalization.image_threshold
         rows.append(["image threshold", "-" if thr is None else f"{thr:.4g}"])
     if r.get("skipped"):
@@ -122,8 +162,12 @@ def fit() -> None:
 
 
 @fit.command("patchcore")
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="MVTec-layout category folder, or a plain folder of good images.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="MVTec-layout category folder, or a plain folder of good images.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Where to save the fitted model.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @patchcore_options
@@ -145,19 +189,38 @@ def export() -> None:
 
 
 @export.command("patchcore")
-@click.option("--data", type=click.Path(exists=True, file_okay=False),
-              help="Fit on this folder first (MVTec layout or plain good images).")
-@click.option("--model", type=click.Path(exists=True, file_okay=False),
-              help="A model saved by `edgead fit patchcore`.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False),
+    help="Fit on this folder first (MVTec layout or plain good images).",
+)
+@click.option(
+    "--model",
+    type=click.Path(exists=True, file_okay=False),
+    help="A model saved by `edgead fit patchcore`.",
+)
 @click.option("--out", required=True, type=click.Path(), help="Bundle folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option("--index", type=click.Choice(["flat", "ivfpq"]), default="flat", show_default=True,
-              help="faiss index: exact flat L2, or IVF-PQ for big memory banks.")
+@click.option(
+    "--index",
+    type=click.Choice(["flat", "ivfpq"]),
+    default="flat",
+    show_default=True,
+    help="faiss index: exact flat L2, or IVF-PQ for big memory banks.",
+)
 @click.option("--nprobe", default=8, show_default=True, help="IVF lists searched (ivfpq).")
 @patchcore_options
 @click.pass_context
-def export_patchcore(ctx: click.Context, data: str | None, model: str | None, out: str,
-                     overwrite: bool, index: str, nprobe: int, **kw: Any) -> None:
+def export_patchcore(
+    ctx: click.Context,
+    data: str | None,
+    model: str | None,
+    out: str,
+    overwrite: bool,
+    index: str,
+    nprobe: int,
+    **kw: Any,
+) -> None:
     """Write a PatchCore bundle: ONNX embedder, faiss memory bank, manifest."""
     from edgead.models import saved as saved_models
     from edgead.workflows import export_model, fit_detector
@@ -167,8 +230,9 @@ def export_patchcore(ctx: click.Context, data: str | None, model: str | None, ou
     if model is not None:
         saved = saved_models.load(model)
     else:
-        saved = fit_detector("patchcore", data, _patchcore_config(kw), kw["device"],
-                             ctx.obj["quiet"])
+        saved = fit_detector(
+            "patchcore", data, _patchcore_config(kw), kw["device"], ctx.obj["quiet"]
+        )
         click.echo(_metrics_table(saved))
     export_model(saved, out, overwrite, index=index, nprobe=nprobe)
     click.echo(f"bundle written: {out}")
@@ -178,14 +242,25 @@ def export_patchcore(ctx: click.Context, data: str | None, model: str | None, ou
 @click.argument("bundle", type=click.Path())
 @click.argument("images", type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Results folder.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
 @click.option("--backend", default="onnxruntime", show_default=True)
 @click.option("--device", default=None, help="Backend device (cpu, cuda); default: the backend's.")
 @click.option("--batch", default=1, show_default=True, help="Images per inference call.")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
 @click.pass_context
-def run(ctx: click.Context, bundle: str, images: str, out: str, fmt: str, backend: str,
-        device: str | None, batch: int, overlays: bool) -> None:
+def run(
+    ctx: click.Context,
+    bundle: str,
+    images: str,
+    out: str,
+    fmt: str,
+    backend: str,
+    device: str | None,
+    batch: int,
+    overlays: bool,
+) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays."""
     import cv2
     from tqdm.auto import tqdm
@@ -205,31 +280,53 @@ def run(ctx: click.Context, bundle: str, images: str, out: str, fmt: str, backen
     stats = LatencyStats()
     n_bad = 0
     results_path = out_dir / f"results.{fmt}"
-    fields = ["path", "score", "normalized", "label", *[f"{s}_ms" for s in STAGES], "total_ms",
-              "error"]
+    fields = [
+        "path",
+        "score",
+        "normalized",
+        "label",
+        *[f"{s}_ms" for s in STAGES],
+        "total_ms",
+        "error",
+    ]
     with Pipeline(bundle, backend, device) as pipeline, open(results_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields) if fmt == "csv" else None
         if writer:
             writer.writeheader()
-        for r in tqdm(pipeline.predict_files(paths, batch), total=len(paths), unit="img",
-                      disable=ctx.obj["quiet"] or None, leave=False):
+        for r in tqdm(
+            pipeline.predict_files(paths, batch),
+            total=len(paths),
+            unit="img",
+            disable=ctx.obj["quiet"] or None,
+            leave=False,
+        ):
             if isinstance(r, Failure):
                 n_bad += 1
                 log.warning("skipped %s: %s", r.source, r.error)
                 row = {"path": r.source, "error": r.error}
             else:
                 stats.add(r.timings_ms)
-                row = {"path": r.source, "score": f"{r.image_score:.6g}",
-                       "normalized": "" if r.normalized_score is None else f"{r.normalized_score:.4f}",
-                       "label": r.label or "", "total_ms": f"{sum(r.timings_ms.values()):.3f}",
-                       **{f"{k}_ms": f"{v:.3f}" for k, v in r.timings_ms.items()}, "error": ""}
+                row = {
+                    "path": r.source,
+                    "score": f"{r.image_score:.6g}",
+                    "normalized": "" if r.normalized_score is None else f"{r.normalized_score:.4f}",
+                    "label": r.label or "",
+                    "total_ms": f"{sum(r.timings_ms.values()):.3f}",
+                    **{f"{k}_ms": f"{v:.3f}" for k, v in r.timings_ms.items()},
+                    "error": "",
+                }
                 if overlays:
-                    name = Path(r.source).resolve().relative_to(
-                        root.resolve() if root.is_dir() else root.resolve().parent)
+                    name = (
+                        Path(r.source)
+                        .resolve()
+                        .relative_to(root.resolve() if root.is_dir() else root.resolve().parent)
+                    )
                     target = out_dir / "overlays" / ("__".join(name.with_suffix(".png").parts))
                     image = read_image(r.source)
-                    cv2.imwrite(str(target), overlay(image, r.anomaly_map,
-                                                     pipeline.bundle.manifest.normalization))
+                    cv2.imwrite(
+                        str(target),
+                        overlay(image, r.anomaly_map, pipeline.bundle.manifest.normalization),
+                    )
             if writer:
                 writer.writerow(row)
             else:
@@ -247,10 +344,19 @@ def run(ctx: click.Context, bundle: str, images: str, out: str, fmt: str, backen
 @click.option("--backend", default="onnxruntime", show_default=True)
 @click.option("--device", default=None)
 @click.option("--batch", default=1, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON.")
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False), help="Also write the report as JSON."
+)
 @click.pass_context
-def parity(ctx: click.Context, bundle: str, data: str | None, backend: str, device: str | None,
-           batch: int, json_out: str | None) -> None:
+def parity(
+    ctx: click.Context,
+    bundle: str,
+    data: str | None,
+    backend: str,
+    device: str | None,
+    batch: int,
+    json_out: str | None,
+) -> None:
     """Check that BUNDLE scores like the original model (golden outputs; DATA's test set).
 
     Exits 1 when any difference exceeds its tolerance.
@@ -265,13 +371,21 @@ def parity(ctx: click.Context, bundle: str, data: str | None, backend: str, devi
     for failure in report.failures:
         click.echo(f"skipped unreadable image: {failure}", err=True)
     if len(report.latency):
-        click.echo(report.latency.table("runtime latency (batch %d, ms per image)" % batch))
+        click.echo(report.latency.table(f"runtime latency (batch {batch}, ms per image)"))
     if json_out:
-        Path(json_out).write_text(json.dumps({
-            "bundle": report.bundle, "backend": report.backend, "passed": report.passed,
-            "rows": [asdict(r) for r in report.rows], "failures": report.failures,
-            "latency_ms": report.latency.summary(),
-        }, indent=2))
+        Path(json_out).write_text(
+            json.dumps(
+                {
+                    "bundle": report.bundle,
+                    "backend": report.backend,
+                    "passed": report.passed,
+                    "rows": [asdict(r) for r in report.rows],
+                    "failures": report.failures,
+                    "latency_ms": report.latency.summary(),
+                },
+                indent=2,
+            )
+        )
     if not report.passed:
         click.echo("parity FAILED", err=True)
         sys.exit(1)
@@ -279,8 +393,12 @@ def parity(ctx: click.Context, bundle: str, data: str | None, backend: str, devi
 
 
 @main.command()
-@click.option("--workdir", type=click.Path(file_okay=False), default=None,
-              help="Keep data, model and bundle here (default: a temporary folder).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep data, model and bundle here (default: a temporary folder).",
+)
 @click.pass_context
 def demo(ctx: click.Context, workdir: str | None) -> None:
     """Synthetic inspection set -> PatchCore -> bundle -> runtime, parity and latency.
@@ -307,10 +425,12 @@ def _demo(work: Path, quiet: bool) -> None:
     report = run_parity(bundle, data, quiet=quiet)
     click.echo(report.table())
     click.echo(report.latency.table(f"runtime latency ({report.backend}, batch 1, ms per image)"))
-    torch_ms = saved.evaluation.latency_ms.get("torch_ms_per_image_median") if saved.evaluation else None
+    torch_ms = saved.evaluation.metrics.torch_ms_per_image if saved.evaluation else None
     if torch_ms is not None:
-        click.echo(f"PyTorch model, for comparison: {torch_ms:.1f} ms per image (median, batch 8, "
-                   "preprocessed input to map)")
+        click.echo(
+            f"PyTorch model, for comparison: {torch_ms:.1f} ms per image (median, batch 1, "
+            "preprocessed input to anomaly map = backbone + search + postprocess)"
+        )
     if not report.passed:
         raise EdgeadError("demo: parity failed (see the table above)")
     click.echo("demo passed: the bundle scores like the PyTorch model")

@@ -38,8 +38,9 @@ def golden_inputs(dataset: MVTecCategory | None, train: list[Path], spec) -> np.
     return np.stack(arrays)
 
 
-def fit_detector(name: str, data: str | Path, config: Any, device: str = "cpu",
-                 quiet: bool = False) -> SavedModel:
+def fit_detector(
+    name: str, data: str | Path, config: Any, device: str = "cpu", quiet: bool = False
+) -> SavedModel:
     """Fit on train/good (or a plain folder of good images) and evaluate on test/ if present."""
     entry = get_detector(name)
     data = Path(data)
@@ -55,11 +56,22 @@ def fit_detector(name: str, data: str | Path, config: Any, device: str = "cpu",
     spec = entry.input_spec(config)
     evaluation = None
     if dataset is not None and dataset.test_samples():
-        evaluation = evaluate(lambda b: entry.infer(model, b), dataset, spec, quiet=quiet)
-    return SavedModel(name, config.to_dict(), spec, report["backbone"], report, model,
-                      evaluation, golden_inputs(dataset, train, spec))
+        evaluation = evaluate(
+            lambda b: entry.infer(model, b), dataset, spec, quiet=quiet, device=device
+        )
+    return SavedModel(
+        name,
+        config.to_dict(),
+        spec,
+        report["backbone"],
+        report,
+        model,
+        evaluation,
+        golden_inputs(dataset, train, spec),
+    )
 
 
-def export_model(saved: SavedModel, out: str | Path, overwrite: bool = False,
-                 **options: Any) -> Path:
+def export_model(
+    saved: SavedModel, out: str | Path, overwrite: bool = False, **options: Any
+) -> Path:
     return get_detector(saved.detector).export(saved, out, overwrite=overwrite, **options)

@@ -31,8 +31,14 @@ def real_category(name: str) -> Path:
 def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from edgead.data.synthetic import generate
 
-    return generate(tmp_path_factory.mktemp("synthetic") / "parts", n_train=16, n_test_good=6,
-                    n_test_defect=4, size=160, seed=1)
+    return generate(
+        tmp_path_factory.mktemp("synthetic") / "parts",
+        n_train=16,
+        n_test_good=6,
+        n_test_defect=4,
+        size=160,
+        seed=1,
+    )
 
 
 @pytest.fixture(scope="session")

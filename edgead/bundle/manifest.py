@@ -99,6 +99,10 @@ class Metrics:
     pixel_rocauc: float | None = None
     aupro: float | None = None
     image_f1: float | None = None
+    # the PyTorch model's latency on the export machine: batch 1, median, preprocessed input
+    # to anomaly map (the runtime's backbone + search + postprocess stages)
+    torch_ms_per_image: float | None = None
+    torch_device: str | None = None
 
 
 @dataclass

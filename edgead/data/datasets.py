@@ -99,8 +99,5 @@ def folder_samples(root: str | Path) -> list[Sample]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
-    paths = sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return [Sample(p, -1, p.parent.name) for p in paths]
-

@@ -47,9 +47,7 @@ def _part(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     return img, mask
 
 
-def _defect(
-    rng: np.random.Generator, img: np.ndarray, part: np.ndarray, kind: str
-) -> np.ndarray:
+def _defect(rng: np.random.Generator, img: np.ndarray, part: np.ndarray, kind: str) -> np.ndarray:
     """Draw one defect on img in place; returns its mask (uint8 0/255)."""
     size = img.shape[0]
     mask = np.zeros((size, size), np.uint8)

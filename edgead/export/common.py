@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import importlib.metadata
+
 import numpy as np
 
 from edgead.bundle.io import BundleWriter
 
-LIBRARIES = ("edgead", "torch", "timm", "onnx", "onnxruntime", "faiss-cpu", "numpy",
-             "opencv-python-headless", "scikit-learn")
+LIBRARIES = (
+    "edgead",
+    "torch",
+    "timm",
+    "onnx",
+    "onnxruntime",
+    "faiss-cpu",
+    "numpy",
+    "opencv-python-headless",
+    "scikit-learn",
+)
 
 
 def library_versions() -> dict[str, str]:

@@ -13,7 +13,9 @@ from edgead.errors import EdgeadError
 INDEX_KINDS = ("flat", "ivfpq")
 
 
-def build_index(bank: np.ndarray, kind: str = "flat", nprobe: int = 8, seed: int = 0) -> tuple[faiss.Index, dict]:
+def build_index(
+    bank: np.ndarray, kind: str = "flat", nprobe: int = 8, seed: int = 0
+) -> tuple[faiss.Index, dict]:
     """Index a (N, D) float32 memory bank; returns the index and what the manifest records."""
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     n, d = bank.shape
@@ -34,8 +36,16 @@ def build_index(bank: np.ndarray, kind: str = "flat", nprobe: int = 8, seed: int
         index.add(bank)
         index.nprobe = nprobe
         index.make_direct_map()  # so re-weighting can reconstruct memory-bank vectors
-        return index, {"type": "IndexIVFPQ", "exact": False, "ntotal": n, "dim": d,
-                       "nlist": nlist, "m": m, "nbits": 8, "nprobe": nprobe}
+        return index, {
+            "type": "IndexIVFPQ",
+            "exact": False,
+            "ntotal": n,
+            "dim": d,
+            "nlist": nlist,
+            "m": m,
+            "nbits": 8,
+            "nprobe": nprobe,
+        }
     raise EdgeadError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
 
 

@@ -39,9 +39,15 @@ def export_onnx(
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (example,), buffer, input_names=[input_name],
-            output_names=list(output_names), dynamic_axes=dynamic_axes,
-            opset_version=opset, do_constant_folding=True, dynamo=False,
+            module,
+            (example,),
+            buffer,
+            input_names=[input_name],
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
         )
     model = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(model)

@@ -24,8 +24,13 @@ from edgead.export.onnx import check_onnx, export_onnx
 from edgead.models.saved import SavedModel
 
 
-def export(saved: SavedModel, out: str | Path, overwrite: bool = False, index: str = "flat",
-           nprobe: int = 8) -> Path:
+def export(
+    saved: SavedModel,
+    out: str | Path,
+    overwrite: bool = False,
+    index: str = "flat",
+    nprobe: int = 8,
+) -> Path:
     model = saved.model.eval()
     cfg = model.config
     spec = saved.input
@@ -37,18 +42,31 @@ def export(saved: SavedModel, out: str | Path, overwrite: bool = False, index: s
         onnx_path = writer.path("backbone.onnx")
         export_onnx(model.embedder, golden[:1], onnx_path, output_names=("embedding",))
         check = check_onnx(onnx_path, model.embedder, saved.golden_inputs)
-        writer.add("backbone.onnx", role="backbone", fmt="onnx", precision="fp32",
-                   opset=17, check_max_rel=check["max_rel"])
+        writer.add(
+            "backbone.onnx",
+            role="backbone",
+            fmt="onnx",
+            precision="fp32",
+            opset=17,
+            check_max_rel=check["max_rel"],
+        )
         faiss_index, index_meta = build_index(model.memory_bank.numpy(), index, nprobe, cfg.seed)
         write_index(faiss_index, writer.path("memory_bank.faiss"))
         writer.add("memory_bank.faiss", role="index", fmt="faiss", precision="fp32", **index_meta)
-        write_golden(writer, {k: v.numpy().astype(np.float32) for k, v in ref.items()}
-                     | {"input": saved.golden_inputs})
+        write_golden(
+            writer,
+            {k: v.numpy().astype(np.float32) for k, v in ref.items()}
+            | {"input": saved.golden_inputs},
+        )
         evaluation = saved.evaluation
         if evaluation is not None and evaluation.records:
             write_reference_scores(writer, evaluation.records)
-        scorer_params = {"output": "embedding", "reweight": cfg.reweight,
-                         "neighbors": cfg.reweight_neighbors, "metric": "l2"}
+        scorer_params = {
+            "output": "embedding",
+            "reweight": cfg.reweight,
+            "neighbors": cfg.reweight_neighbors,
+            "metric": "l2",
+        }
         if not index_meta["exact"]:
             scorer_params["nprobe"] = nprobe
         manifest = Manifest(
@@ -56,15 +74,21 @@ def export(saved: SavedModel, out: str | Path, overwrite: bool = False, index: s
             params=cfg.to_dict(),
             input=spec,
             backbone=saved.backbone,
-            graph=GraphSpec("backbone.onnx", "input", ["embedding"],
-                            {"embedding": ["batch", h, w, d]}),
+            graph=GraphSpec(
+                "backbone.onnx", "input", ["embedding"], {"embedding": ["batch", h, w, d]}
+            ),
             scorer=ScorerSpec("knn", scorer_params),
             postprocess=PostprocessSpec(spec.height, spec.width, cfg.blur_sigma),
             normalization=evaluation.normalization if evaluation else Normalization(),
             metrics=evaluation.metrics if evaluation else Metrics(),
-            parity=ParityTolerance() if index_meta["exact"] else ParityTolerance(
+            parity=ParityTolerance()
+            if index_meta["exact"]
+            else ParityTolerance(
                 # approximate search: scores move; ranking (ROCAUC) must still hold
-                image_rocauc_points=1.0, pixel_rocauc_points=1.0, score_rel=0.1, golden_rel=1e-3,
+                image_rocauc_points=1.0,
+                pixel_rocauc_points=1.0,
+                score_rel=0.1,
+                golden_rel=1e-3,
             ),
             libraries=library_versions(),
         )

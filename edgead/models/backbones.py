@@ -89,20 +89,41 @@ def lukemelas_to_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[
     from timm.models._efficientnet_blocks import DepthwiseSeparableConv
 
     layout = [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head",
-           "_bn1": "bn2", "_fc": "classifier"}
-    inverted = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-                "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
-                "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand"}
-    separable = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
-                 "_bn2": "bn2", "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand"}
+    top = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
+    inverted = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+        "_se_reduce": "se.conv_reduce",
+        "_se_expand": "se.conv_expand",
+    }
+    separable = {
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn1",
+        "_project_conv": "conv_pw",
+        "_bn2": "bn2",
+        "_se_reduce": "se.conv_reduce",
+        "_se_expand": "se.conv_expand",
+    }
     renamed: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         parts = key.split(".")
         if parts[0] == "_blocks":
             stage, idx = layout[int(parts[1])]
-            table = separable if isinstance(model.blocks[stage][idx], DepthwiseSeparableConv) \
+            table = (
+                separable
+                if isinstance(model.blocks[stage][idx], DepthwiseSeparableConv)
                 else inverted
+            )
             new = f"blocks.{stage}.{idx}.{table[parts[2]]}." + ".".join(parts[3:])
         else:
             new = top[parts[0]] + "." + ".".join(parts[1:])

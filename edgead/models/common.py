@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def k_center_greedy(
-    features: torch.Tensor, n_select: int, projection_dim: int | None = 128, seed: int = 0
+    features: torch.Tensor,
+    n_select: int,
+    projection_dim: int | None = 128,
+    seed: int = 0,
+    quiet: bool = True,
 ) -> torch.Tensor:
     """Greedy k-center coreset (PatchCore, Roth et al. 2022, Alg. 1).
 
@@ -41,12 +45,17 @@ def k_center_greedy(
     min_dist = torch.full((n,), float("inf"))
     selected = torch.empty(n_select, dtype=torch.long)
     idx = int(torch.randint(n, (1,), generator=generator))
+    bar = tqdm(
+        total=n_select, desc="coreset", disable=quiet or None, unit="pt", leave=False, miniters=256
+    )
     for i in range(n_select):
         selected[i] = idx
         c = x[idx]
         dist = sq - 2.0 * (x @ c) + (c * c).sum()
         torch.minimum(min_dist, dist, out=min_dist)
         idx = int(torch.argmax(min_dist))
+        bar.update(1)
+    bar.close()
     return selected
 
 

@@ -27,15 +27,18 @@ class EvalResult:
     normalization: Normalization
     records: list[dict] = field(default_factory=list)  # relpath, label, defect, score
     skipped: list[str] = field(default_factory=list)
-    latency_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalResult:
-        return cls(Metrics(**d["metrics"]), Normalization(**d["normalization"]), d["records"],
-                   d.get("skipped", []), d.get("latency_ms", {}))
+        return cls(
+            Metrics(**d["metrics"]),
+            Normalization(**d["normalization"]),
+            d["records"],
+            d.get("skipped", []),
+        )
 
 
 def mask_for(sample: Sample, spec: InputSpec) -> np.ndarray | None:
@@ -48,8 +51,9 @@ def mask_for(sample: Sample, spec: InputSpec) -> np.ndarray | None:
     return cv2.resize(mask, (spec.width, spec.height), interpolation=cv2.INTER_NEAREST)
 
 
-def score_paths(infer: InferFn, paths: list[Path], spec: InputSpec, batch_size: int,
-                quiet: bool, desc: str) -> tuple[dict[Path, float], dict[Path, np.ndarray], list[str], list[float]]:
+def score_paths(
+    infer: InferFn, paths: list[Path], spec: InputSpec, batch_size: int, quiet: bool, desc: str
+) -> tuple[dict[Path, float], dict[Path, np.ndarray], list[str], list[float]]:
     scores: dict[Path, float] = {}
     maps: dict[Path, np.ndarray] = {}
     skipped: list[str] = []
@@ -67,8 +71,14 @@ def score_paths(infer: InferFn, paths: list[Path], spec: InputSpec, batch_size: 
     return scores, maps, skipped, per_image_ms
 
 
-def evaluate(infer: InferFn, dataset: MVTecCategory, spec: InputSpec, batch_size: int = 8,
-             quiet: bool = False) -> EvalResult:
+def evaluate(
+    infer: InferFn,
+    dataset: MVTecCategory,
+    spec: InputSpec,
+    batch_size: int = 1,
+    quiet: bool = False,
+    device: str = "cpu",
+) -> EvalResult:
     """Score the test set; metrics, F1-optimal thresholds and normalization statistics."""
     samples = dataset.test_samples()
     scores, maps, skipped, ms = score_paths(
@@ -81,8 +91,12 @@ def evaluate(infer: InferFn, dataset: MVTecCategory, spec: InputSpec, batch_size
     kept_maps = [maps[s.path] for s in kept]
     summary = summarize(labels, image_scores, masks, kept_maps if masks else None)
     records = [
-        {"relpath": s.relpath(dataset.root), "label": s.label, "defect": s.defect,
-         "score": scores[s.path]}
+        {
+            "relpath": s.relpath(dataset.root),
+            "label": s.label,
+            "defect": s.defect,
+            "score": scores[s.path],
+        }
         for s in kept
     ]
     all_maps = np.stack(kept_maps) if kept_maps else np.zeros((1, 1, 1))
@@ -98,16 +112,22 @@ def evaluate(infer: InferFn, dataset: MVTecCategory, spec: InputSpec, batch_size
     if summary.image_threshold is None:
         norm = good_only_normalization(infer, dataset, spec, batch_size, quiet) or norm
     metrics = Metrics(
-        dataset=str(dataset.root), n_images=len(kept), n_anomalous=int(sum(labels)),
-        image_rocauc=summary.image_rocauc, pixel_rocauc=summary.pixel_rocauc,
-        aupro=summary.aupro, image_f1=summary.image_f1,
+        dataset=str(dataset.root),
+        n_images=len(kept),
+        n_anomalous=int(sum(labels)),
+        image_rocauc=summary.image_rocauc,
+        pixel_rocauc=summary.pixel_rocauc,
+        aupro=summary.aupro,
+        image_f1=summary.image_f1,
+        torch_ms_per_image=float(np.median(ms)) if ms else None,
+        torch_device=f"{device}, batch {batch_size}",
     )
-    latency = {"torch_ms_per_image_median": float(np.median(ms))} if ms else {}
-    return EvalResult(metrics, norm, records, skipped, latency)
+    return EvalResult(metrics, norm, records, skipped)
 
 
-def good_only_normalization(infer: InferFn, dataset: MVTecCategory, spec: InputSpec,
-                            batch_size: int, quiet: bool) -> Normalization | None:
+def good_only_normalization(
+    infer: InferFn, dataset: MVTecCategory, spec: InputSpec, batch_size: int, quiet: bool
+) -> Normalization | None:
     """Without labelled defects: the threshold is the highest score on held-out good images."""
     paths = dataset.validation_paths()
     if not paths:
@@ -118,8 +138,11 @@ def good_only_normalization(infer: InferFn, dataset: MVTecCategory, spec: InputS
     values = list(scores.values())
     stacked = np.stack(list(maps.values()))
     return Normalization(
-        image_threshold=max(values), pixel_threshold=float(stacked.max()),
-        image_min=min(values), image_max=max(values),
-        pixel_min=float(stacked.min()), pixel_max=float(stacked.max()),
+        image_threshold=max(values),
+        pixel_threshold=float(stacked.max()),
+        image_min=min(values),
+        image_max=max(values),
+        pixel_min=float(stacked.min()),
+        pixel_max=float(stacked.max()),
         source=f"max score of the validation/good images of {dataset.root}",
     )

@@ -18,7 +18,12 @@ from torch import nn
 
 from edgead.bundle.manifest import InputSpec
 from edgead.models.backbones import backbone_info, create_feature_backbone
-from edgead.models.common import adaptive_pool_matrix, batched_inputs, gaussian_blur, k_center_greedy
+from edgead.models.common import (
+    adaptive_pool_matrix,
+    batched_inputs,
+    gaussian_blur,
+    k_center_greedy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +125,9 @@ class PatchCoreModel(nn.Module):
             patch_scores.append(dist.reshape(h, w))
             image_scores.append(self.image_score(flat, dist, idx))
         patch = torch.stack(patch_scores)
-        amap = F.interpolate(patch[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)
+        amap = F.interpolate(
+            patch[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
         amap = gaussian_blur(amap, self.config.blur_sigma)[:, 0]
         return {
             "embedding": emb,
@@ -136,14 +143,19 @@ def build_embedder(config: PatchCoreConfig, weights: str | None) -> tuple[PatchE
     )
     config.layers = layers
     embedder = PatchEmbedder(backbone, channels, config.embed_dim).eval()
-    return embedder, {"name": config.backbone, "layers": list(layers), "channels": channels,
-                      "weights": source}
+    return embedder, {
+        "name": config.backbone,
+        "layers": list(layers),
+        "channels": channels,
+        "weights": source,
+    }
 
 
 def input_spec(config: PatchCoreConfig) -> InputSpec:
     info = backbone_info(config.backbone)
-    return InputSpec(height=config.image_size[0], width=config.image_size[1],
-                     mean=info.mean, std=info.std)
+    return InputSpec(
+        height=config.image_size[0], width=config.image_size[1], mean=info.mean, std=info.std
+    )
 
 
 @torch.no_grad()
@@ -169,7 +181,7 @@ def fit(
     features = torch.cat(chunks)
     t_feat = time.perf_counter()
     n_select = max(1, round(config.coreset_ratio * features.shape[0]))
-    idx = k_center_greedy(features, n_select, config.coreset_projection, config.seed)
+    idx = k_center_greedy(features, n_select, config.coreset_projection, config.seed, quiet)
     bank = features[idx].contiguous()
     t_core = time.perf_counter()
     model = PatchCoreModel(embedder.cpu(), bank, config).eval()

@@ -44,7 +44,14 @@ def _load_builtins() -> None:
         from edgead.export import patchcore as export_patchcore
         from edgead.models import patchcore
 
-        register_detector(DetectorEntry(
-            "patchcore", patchcore.PatchCoreConfig, patchcore.fit, patchcore.rebuild,
-            patchcore.input_spec, patchcore.infer, export_patchcore.export,
-        ))
+        register_detector(
+            DetectorEntry(
+                "patchcore",
+                patchcore.PatchCoreConfig,
+                patchcore.fit,
+                patchcore.rebuild,
+                patchcore.input_spec,
+                patchcore.infer,
+                export_patchcore.export,
+            )
+        )

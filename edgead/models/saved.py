@@ -1,9 +1,9 @@
 """A saved fit (``edgead fit ... --out MODEL``): a folder, no pickles.
 
-    config.json        detector, its config, input spec, backbone description, fit report
-    model.safetensors  the whole module's state (backbone, projection, memory bank, ...)
-    evaluation.json    metrics, normalization, per-image scores on the evaluation set
-    golden.npz         a few preprocessed inputs for the bundle's golden outputs
+config.json        detector, its config, input spec, backbone description, fit report
+model.safetensors  the whole module's state (backbone, projection, memory bank, ...)
+evaluation.json    metrics, normalization, per-image scores on the evaluation set
+golden.npz         a few preprocessed inputs for the bundle's golden outputs
 """
 
 from __future__ import annotations
@@ -84,5 +84,13 @@ def load(path: str | Path) -> SavedModel:
     spec["mean"], spec["std"] = tuple(spec["mean"]), tuple(spec["std"])
     with np.load(path / "golden.npz") as golden:
         inputs = golden["input"]
-    return SavedModel(meta["detector"], meta["config"], InputSpec(**spec), meta["backbone"],
-                      meta["fit_report"], model, evaluation, inputs)
+    return SavedModel(
+        meta["detector"],
+        meta["config"],
+        InputSpec(**spec),
+        meta["backbone"],
+        meta["fit_report"],
+        model,
+        evaluation,
+        inputs,
+    )

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
+from edgead.bundle.references import read_reference_scores
 from edgead.data.datasets import open_dataset
 from edgead.data.images import read_mask
 from edgead.errors import ParityError
-from edgead.bundle.references import read_reference_scores
 from edgead.metrics import summarize
 from edgead.runtime.pipeline import Failure, Pipeline
 from edgead.runtime.timing import LatencyStats
@@ -55,15 +55,33 @@ class ParityReport:
                 return "-"
             return f"{v:.2f}" if unit == "points" else f"{v:.3g}"
 
-        rows = [[r.check, fmt(r.original, r.unit), fmt(r.bundle, r.unit), fmt(r.diff, r.unit),
-                 fmt(r.tolerance, r.unit), r.unit,
-                 {True: "ok", False: "FAIL", None: "n/a"}[r.ok]] for r in self.rows]
-        return tabulate(rows, headers=["check", "original", "bundle", "|diff|", "tolerance",
-                                       "unit", "result"], tablefmt="github")
+        rows = [
+            [
+                r.check,
+                fmt(r.original, r.unit),
+                fmt(r.bundle, r.unit),
+                fmt(r.diff, r.unit),
+                fmt(r.tolerance, r.unit),
+                r.unit,
+                {True: "ok", False: "FAIL", None: "n/a"}[r.ok],
+            ]
+            for r in self.rows
+        ]
+        return tabulate(
+            rows,
+            headers=["check", "original", "bundle", "|diff|", "tolerance", "unit", "result"],
+            tablefmt="github",
+        )
 
 
-def _row(check: str, orig: float | None, got: float | None, tol: float, unit: str,
-         diff: float | None = None) -> ParityRow:
+def _row(
+    check: str,
+    orig: float | None,
+    got: float | None,
+    tol: float,
+    unit: str,
+    diff: float | None = None,
+) -> ParityRow:
     if orig is None or got is None:
         return ParityRow(check, orig, got, None, tol, unit, None)
     diff = abs(got - orig) if diff is None else diff
@@ -82,19 +100,38 @@ def golden_rows(pipeline: Pipeline) -> list[ParityRow]:
         if name in golden:
             ref = golden[name]
             rel = float(np.abs(outputs[name] - ref).max() / max(np.abs(ref).max(), 1e-12))
-            rows.append(ParityRow(f"golden {name}", None, None, rel, tol.golden_rel,
-                                  "relative", rel <= tol.golden_rel))
+            rows.append(
+                ParityRow(
+                    f"golden {name}",
+                    None,
+                    None,
+                    rel,
+                    tol.golden_rel,
+                    "relative",
+                    rel <= tol.golden_rel,
+                )
+            )
     scored = pipeline.scorer.run(outputs)
     ref = golden["image_score"]
     span = max(float(np.ptp(ref)), float(np.abs(ref).max()), 1e-12)
     rel = float(np.abs(scored.image_scores - ref).max() / span)
-    rows.append(ParityRow("golden image score", float(ref.max()), float(scored.image_scores.max()),
-                          rel, tol.score_rel, "relative", rel <= tol.score_rel))
+    rows.append(
+        ParityRow(
+            "golden image score",
+            float(ref.max()),
+            float(scored.image_scores.max()),
+            rel,
+            tol.score_rel,
+            "relative",
+            rel <= tol.score_rel,
+        )
+    )
     return rows
 
 
-def dataset_rows(pipeline: Pipeline, data: Path, report: ParityReport, batch_size: int = 1,
-                 quiet: bool = False) -> list[ParityRow]:
+def dataset_rows(
+    pipeline: Pipeline, data: Path, report: ParityReport, batch_size: int = 1, quiet: bool = False
+) -> list[ParityRow]:
     import cv2
     from tqdm.auto import tqdm
 
@@ -106,8 +143,13 @@ def dataset_rows(pipeline: Pipeline, data: Path, report: ParityReport, batch_siz
         raise ParityError(f"{data}: no test images (expected {data}/test/<defect>/*.png)")
     scores: dict[str, float] = {}
     maps: dict[str, np.ndarray] = {}
-    for result in tqdm(pipeline.predict_files([s.path for s in samples], batch_size),
-                       total=len(samples), desc="parity", disable=quiet or None, leave=False):
+    for result in tqdm(
+        pipeline.predict_files([s.path for s in samples], batch_size),
+        total=len(samples),
+        desc="parity",
+        disable=quiet or None,
+        leave=False,
+    ):
         if isinstance(result, Failure):
             report.failures.append(f"{result.source}: {result.error}")
             continue
@@ -119,30 +161,58 @@ def dataset_rows(pipeline: Pipeline, data: Path, report: ParityReport, batch_siz
     masks = None
     if dataset.has_masks:
         size = (m.postprocess.map_width, m.postprocess.map_height)
-        masks = [np.zeros(size[::-1], np.uint8) if s.label == 0 else
-                 cv2.resize(read_mask(s.mask_path), size, interpolation=cv2.INTER_NEAREST)
-                 for s in kept]
-    got = summarize(labels, [scores[str(s.path)] for s in kept], masks,
-                    [maps[str(s.path)] for s in kept] if masks else None)
+        masks = [
+            np.zeros(size[::-1], np.uint8)
+            if s.label == 0
+            else cv2.resize(read_mask(s.mask_path), size, interpolation=cv2.INTER_NEAREST)
+            for s in kept
+        ]
+    got = summarize(
+        labels,
+        [scores[str(s.path)] for s in kept],
+        masks,
+        [maps[str(s.path)] for s in kept] if masks else None,
+    )
     orig = m.metrics
     rows = [
-        _row("image ROCAUC", _pct(orig.image_rocauc), _pct(got.image_rocauc),
-             m.parity.image_rocauc_points, "points"),
-        _row("pixel ROCAUC", _pct(orig.pixel_rocauc), _pct(got.pixel_rocauc),
-             m.parity.pixel_rocauc_points, "points"),
+        _row(
+            "image ROCAUC",
+            _pct(orig.image_rocauc),
+            _pct(got.image_rocauc),
+            m.parity.image_rocauc_points,
+            "points",
+        ),
+        _row(
+            "pixel ROCAUC",
+            _pct(orig.pixel_rocauc),
+            _pct(got.pixel_rocauc),
+            m.parity.pixel_rocauc_points,
+            "points",
+        ),
         _row("AUPRO", _pct(orig.aupro), _pct(got.aupro), m.parity.pixel_rocauc_points, "points"),
     ]
     if bundle.has("reference_scores"):
         ref = read_reference_scores(bundle.path("reference_scores"))
-        pairs = [(ref[s.relpath(dataset.root)], scores[str(s.path)]) for s in kept
-                 if s.relpath(dataset.root) in ref]
+        pairs = [
+            (ref[s.relpath(dataset.root)], scores[str(s.path)])
+            for s in kept
+            if s.relpath(dataset.root) in ref
+        ]
         if pairs:
             a = np.asarray(pairs, np.float64)
             span = max(float(np.ptp(a[:, 0])), 1e-12)
             rel = float(np.abs(a[:, 1] - a[:, 0]).max() / span)
-            rows.append(ParityRow(f"per-image score ({len(pairs)}/{len(kept)} matched)",
-                                  None, None, rel, m.parity.score_rel, "of range",
-                                  rel <= m.parity.score_rel))
+            rows.append(
+                ParityRow(
+                    f"per-image score ({len(pairs)}/{len(kept)} matched)",
+                    None,
+                    None,
+                    rel,
+                    m.parity.score_rel,
+                    "of range",
+                    rel <= m.parity.score_rel,
+                )
+            )
     return rows
 
 
@@ -150,9 +220,14 @@ def _pct(v: float | None) -> float | None:
     return None if v is None else 100.0 * v
 
 
-def run_parity(bundle: str | Path | Bundle, data: str | Path | None = None,
-               backend: str = "onnxruntime", device: str | None = None, batch_size: int = 1,
-               quiet: bool = False) -> ParityReport:
+def run_parity(
+    bundle: str | Path | Bundle,
+    data: str | Path | None = None,
+    backend: str = "onnxruntime",
+    device: str | None = None,
+    batch_size: int = 1,
+    quiet: bool = False,
+) -> ParityReport:
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     with Pipeline(bundle, backend, device) as pipeline:
         report = ParityReport(str(bundle.root), pipeline.backend.describe())

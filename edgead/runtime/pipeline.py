@@ -37,8 +37,9 @@ class Failure:
 class Pipeline:
     """Load a bundle once; predict on RGB uint8 images or image files."""
 
-    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime",
-                 device: str | None = None):
+    def __init__(
+        self, bundle: Bundle | str | Path, backend: str = "onnxruntime", device: str | None = None
+    ):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         m = self.bundle.manifest
         self.spec = m.input
@@ -56,8 +57,12 @@ class Pipeline:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def predict(self, images: list[np.ndarray], timer: StageTimer | None = None,
-                sources: list[str] | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        images: list[np.ndarray],
+        timer: StageTimer | None = None,
+        sources: list[str] | None = None,
+    ) -> list[Prediction]:
         """Score a batch of RGB uint8 images; stage times are split evenly over the batch."""
         timer = timer or StageTimer(self.backend.synchronize)
         m = self.bundle.manifest
@@ -72,10 +77,15 @@ class Pipeline:
             results = []
             for i, amap in enumerate(maps):
                 score = float(scored.image_scores[i])
-                results.append(Prediction(
-                    score, normalize_score(score, m.normalization), verdict(score, m.normalization),
-                    amap, source=sources[i] if sources else "",
-                ))
+                results.append(
+                    Prediction(
+                        score,
+                        normalize_score(score, m.normalization),
+                        verdict(score, m.normalization),
+                        amap,
+                        source=sources[i] if sources else "",
+                    )
+                )
         share = {k: v / len(images) for k, v in timer.ms.items()}
         for r in results:
             r.timings_ms = dict(share)

@@ -20,7 +20,10 @@ def anomaly_map(patch_scores: np.ndarray, spec: PostprocessSpec) -> np.ndarray:
     if spec.blur_sigma > 0:
         k = gaussian_kernel_size(spec.blur_sigma)
         out = cv2.GaussianBlur(
-            out, (k, k), sigmaX=spec.blur_sigma, sigmaY=spec.blur_sigma,
+            out,
+            (k, k),
+            sigmaX=spec.blur_sigma,
+            sigmaY=spec.blur_sigma,
             borderType=cv2.BORDER_REFLECT_101,
         )
     return out
@@ -48,7 +51,9 @@ def overlay(
     hi = norm.pixel_max if norm.pixel_max is not None else float(amap.max())
     scaled = np.clip((amap - lo) / max(hi - lo, 1e-12), 0, 1)
     heat = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    heat = cv2.resize(heat, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.resize(
+        heat, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_LINEAR
+    )
     bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     out = cv2.addWeighted(bgr, 1 - alpha, heat, alpha, 0)
     if norm.pixel_threshold is not None:

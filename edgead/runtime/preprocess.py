@@ -37,6 +37,8 @@ def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def preprocess_batch(images: list[np.ndarray], spec: InputSpec) -> np.ndarray:
-    return np.stack([preprocess(im, spec) for im in images]) if images else np.empty(
-        (0, 3, spec.height, spec.width), np.float32
+    return (
+        np.stack([preprocess(im, spec) for im in images])
+        if images
+        else np.empty((0, 3, spec.height, spec.width), np.float32)
     )

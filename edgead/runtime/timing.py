@@ -62,8 +62,11 @@ class LatencyStats:
     def table(self, title: str = "") -> str:
         from tabulate import tabulate
 
-        rows = [[stage, f"{s['p50']:.2f}", f"{s['p90']:.2f}", f"{s['p99']:.2f}", f"{s['mean']:.2f}"]
-                for stage, s in self.summary().items()]
-        text = tabulate(rows, headers=["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
-                        tablefmt="github")
+        rows = [
+            [stage, f"{s['p50']:.2f}", f"{s['p90']:.2f}", f"{s['p99']:.2f}", f"{s['mean']:.2f}"]
+            for stage, s in self.summary().items()
+        ]
+        text = tabulate(
+            rows, headers=["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"], tablefmt="github"
+        )
         return f"{title}\n{text}" if title else text

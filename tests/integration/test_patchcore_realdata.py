@@ -13,20 +13,33 @@ from click.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from edgead.cli import main  # noqa: E402
-from tests.conftest import real_category  # noqa: E402
+from edgead.cli import main
+from tests.conftest import real_category
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
-@pytest.mark.parametrize(("category", "min_image_auc"), [
-    ("mvtec3d_tire", 0.6), ("mvtec_bottle", 0.95)])
+@pytest.mark.parametrize(
+    ("category", "min_image_auc"), [("mvtec3d_tire", 0.6), ("mvtec_bottle", 0.95)]
+)
 def test_patchcore_real_category(category, min_image_auc, tmp_path):
     data = real_category(category)
     bundle = tmp_path / "bundle"
     runner = CliRunner()
-    result = runner.invoke(main, ["-q", "export", "patchcore", "--data", str(data), "--out",
-                                  str(bundle), "--coreset-ratio", "0.01"])
+    result = runner.invoke(
+        main,
+        [
+            "-q",
+            "export",
+            "patchcore",
+            "--data",
+            str(data),
+            "--out",
+            str(bundle),
+            "--coreset-ratio",
+            "0.01",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((bundle / "manifest.json").read_text())
     metrics = manifest["metrics"]

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from edgead.bundle import open_bundle  # noqa: E402
-from edgead.cli import main  # noqa: E402
-from edgead.runtime import Pipeline  # noqa: E402
-from edgead.runtime.parity import run_parity  # noqa: E402
+from edgead.bundle import open_bundle
+from edgead.cli import main
+from edgead.runtime import Pipeline
+from edgead.runtime.parity import run_parity
 
 FAST = ["--image-size", "128", "--coreset-ratio", "0.1"]
 
@@ -56,9 +56,12 @@ def test_runtime_scores_match_pytorch(patchcore_bundle, saved_patchcore, synthet
         preds = pipe.predict(images)
     batch = torch.from_numpy(np.stack([preprocess(i, pipe.spec) for i in images]))
     ref = saved_patchcore.model(batch)
-    np.testing.assert_allclose([p.image_score for p in preds], ref["image_score"].numpy(), rtol=1e-4)
-    np.testing.assert_allclose(np.stack([p.anomaly_map for p in preds]),
-                               ref["anomaly_map"].numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        [p.image_score for p in preds], ref["image_score"].numpy(), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.stack([p.anomaly_map for p in preds]), ref["anomaly_map"].numpy(), rtol=1e-3, atol=1e-3
+    )
     assert set(preds[0].timings_ms) == {"preprocess", "backbone", "search", "postprocess"}
 
 
@@ -89,7 +92,11 @@ def test_cli_fit_then_export_model_then_run(tmp_path, synthetic_data):
     assert result.exit_code == 0, result.output
     assert "image ROCAUC %" in result.output
     assert {p.name for p in model.iterdir()} == {
-        "config.json", "model.safetensors", "evaluation.json", "golden.npz"}
+        "config.json",
+        "model.safetensors",
+        "evaluation.json",
+        "golden.npz",
+    }
 
     bundle = tmp_path / "bundle"
     result = cli("export", "patchcore", "--model", model, "--out", bundle)
@@ -105,7 +112,8 @@ def test_cli_fit_then_export_model_then_run(tmp_path, synthetic_data):
     result = cli("run", bundle, images, "--out", out)
     assert result.exit_code == 0, result.output
     assert "1 skipped" in result.output and "backbone" in result.output
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 19
     bad = [r for r in rows if r["error"]]
     assert len(bad) == 1 and bad[0]["path"].endswith("zz_corrupt.png")
@@ -117,10 +125,21 @@ def test_cli_fit_then_export_model_then_run(tmp_path, synthetic_data):
 
 
 def test_run_jsonl_and_batches(patchcore_bundle, synthetic_data, tmp_path):
-    result = cli("run", patchcore_bundle, synthetic_data / "test" / "scratch", "--out", tmp_path,
-                 "--format", "jsonl", "--batch", "3", "--no-overlays")
+    result = cli(
+        "run",
+        patchcore_bundle,
+        synthetic_data / "test" / "scratch",
+        "--out",
+        tmp_path,
+        "--format",
+        "jsonl",
+        "--batch",
+        "3",
+        "--no-overlays",
+    )
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    with open(tmp_path / "results.jsonl") as f:
+        rows = [json.loads(line) for line in f]
     assert len(rows) == 4 and all(r["label"] == "anomalous" for r in rows)
 
 

@@ -55,7 +55,7 @@ def test_torchvision_style_weights_from_a_file(tmp_path, name):
     torch.nn.init.normal_(donor.conv1.weight)
     path = tmp_path / f"{name}.pth"
     torch.save(donor.state_dict(), path)
-    model, layers, channels, source = create_feature_backbone(name, weights=str(path))
+    model, layers, _, source = create_feature_backbone(name, weights=str(path))
     assert layers == ("layer2", "layer3") and path.name in source
     assert torch.equal(model.conv1.weight, donor.conv1.weight)
 

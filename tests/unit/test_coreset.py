@@ -49,7 +49,8 @@ def test_bilinear_upsampling_matches_opencv():
     import numpy as np
 
     img = np.random.default_rng(1).random((28, 28)).astype(np.float32)
-    got = F.interpolate(torch.from_numpy(img)[None, None], size=(224, 224), mode="bilinear",
-                        align_corners=False)[0, 0].numpy()
+    got = F.interpolate(
+        torch.from_numpy(img)[None, None], size=(224, 224), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
     want = cv2.resize(img, (224, 224), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(got, want, atol=1e-5)

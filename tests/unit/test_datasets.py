@@ -37,7 +37,7 @@ def test_without_ground_truth_means_image_labels_only(tiny):
 
 def test_missing_mask_is_named(tiny):
     (tiny / "ground_truth" / "spot" / "000_mask.png").unlink()
-    with pytest.raises(DatasetError, match="000_mask.png"):
+    with pytest.raises(DatasetError, match=r"000_mask\.png"):
         MVTecCategory(tiny).test_samples()
 
 

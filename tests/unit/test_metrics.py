@@ -39,14 +39,14 @@ def brute_force_aupro(masks, maps, limit=0.3):
     ok = sum(int((m == 0).sum()) for m in masks)
     for t in thresholds:
         fp, overlaps = 0, []
-        for mask, amap in zip(masks, maps):
+        for mask, amap in zip(masks, maps, strict=True):
             pred = amap >= t
             fp += int((pred & (mask == 0)).sum())
             n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
             overlaps += [(pred & (lab == k)).sum() / (lab == k).sum() for k in range(1, n)]
         fprs.append(fp / ok)
         pros.append(float(np.mean(overlaps)))
-    fprs, pros = np.array(fprs + [1.0]), np.array(pros + [1.0])
+    fprs, pros = np.array([*fprs, 1.0]), np.array([*pros, 1.0])
     cut = np.searchsorted(fprs, limit, side="right")
     x = np.concatenate((fprs[:cut], [limit]))
     y = np.concatenate((pros[:cut], [np.interp(limit, fprs, pros)]))

@@ -16,8 +16,17 @@ def test_preprocess_by_hand():
     want = ((resized - [0.1, 0.2, 0.3]) / [0.5, 0.25, 2.0]).transpose(2, 0, 1)
     assert out.shape == (3, 20, 16) and out.dtype == np.float32
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
-    bgr = preprocess(img, InputSpec(20, 16, channel_order="BGR", interpolation="bilinear",
-                                    mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0)))
+    bgr = preprocess(
+        img,
+        InputSpec(
+            20,
+            16,
+            channel_order="BGR",
+            interpolation="bilinear",
+            mean=(0.1, 0.2, 0.3),
+            std=(0.5, 0.25, 2.0),
+        ),
+    )
     assert not np.allclose(bgr, out)
 
 

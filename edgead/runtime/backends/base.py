@@ -59,7 +59,9 @@ class Backend(ABC):
         for name, array in feed.items():
             want = meta[name]
             if array.dtype != want.dtype:
-                raise BackendError(f"{self.path}: input {name!r} is {array.dtype}, graph wants {want.dtype}")
+                raise BackendError(
+                    f"{self.path}: input {name!r} is {array.dtype}, graph wants {want.dtype}"
+                )
             if array.ndim != len(want.shape) or any(
                 isinstance(w, int) and w != g for w, g in zip(want.shape, array.shape, strict=True)
             ):
@@ -68,7 +70,7 @@ class Backend(ABC):
                 )
         return self.infer_impl(feed)
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027  (a no-op unless the backend queues device work)
         """Wait for queued device work; stage timers call this at every stage boundary."""
 
     # -- for subclasses -----------------------------------------------------------------------

@@ -19,7 +19,9 @@ class OnnxRuntimeBackend(Backend):
         if self.device in (None, "cpu"):
             providers = ["CPUExecutionProvider"]
         elif self.device in ("cuda", "gpu"):
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            providers = [
+                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
+            ]
             if providers[0] != "CUDAExecutionProvider":
                 raise BackendError("onnxruntime has no CUDA provider here: install onnxruntime-gpu")
         else:
