@@ -53,29 +53,35 @@ def _size(value: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-def patchcore_options(f: Callable) -> Callable:
-    """The options of ``fit patchcore`` and ``export patchcore``."""
-    options = [
-        click.option(
-            "--backbone",
-            default="efficientnet_lite0",
-            show_default=True,
-            help="efficientnet_lite0 (offline weights), wide_resnet50_2 or resnet18.",
-        ),
-        click.option(
-            "--weights",
-            default=None,
-            help="Backbone weights file (state dict), or 'none' for random weights.",
-        ),
-        click.option(
-            "--layers",
-            default=None,
-            help="Comma-separated feature layers (default: the backbone's two mid-level "
-            "stages, e.g. blocks.2,blocks.4 or layer2,layer3).",
-        ),
-        click.option(
-            "--image-size", default="224", show_default=True, help="Network input size: N or HxW."
-        ),
+COMMON_OPTIONS = [
+    click.option(
+        "--backbone",
+        default="efficientnet_lite0",
+        show_default=True,
+        help="efficientnet_lite0 (offline weights), wide_resnet50_2 or resnet18.",
+    ),
+    click.option(
+        "--weights",
+        default=None,
+        help="Backbone weights file (state dict), or 'none' for random weights.",
+    ),
+    click.option(
+        "--layers",
+        default=None,
+        help="Comma-separated feature layers (default: the detector's stages of the "
+        "backbone, e.g. blocks.2,blocks.4 or layer2,layer3 for PatchCore).",
+    ),
+    click.option(
+        "--image-size", default="224", show_default=True, help="Network input size: N or HxW."
+    ),
+    click.option("--seed", default=0, show_default=True),
+    click.option("--batch-size", default=16, show_default=True),
+    click.option("--device", default="cpu", show_default=True, help="torch device for fitting."),
+]
+
+# Per detector: its own fit options, its export-only options, and how options become a config.
+DETECTOR_OPTIONS: dict[str, list] = {
+    "patchcore": [
         click.option(
             "--embed-dim",
             default=1024,
@@ -100,34 +106,73 @@ def patchcore_options(f: Callable) -> Callable:
             show_default=True,
             help="The paper's image-score re-weighting by neighbourhood density.",
         ),
-        click.option("--seed", default=0, show_default=True),
-        click.option("--batch-size", default=16, show_default=True),
+    ],
+    "padim": [
         click.option(
-            "--device", default="cpu", show_default=True, help="torch device for fitting."
+            "--n-features",
+            default=None,
+            type=int,
+            help="Random channel subset size d (default 100; 550 for wide_resnet50_2).",
         ),
-    ]
+        click.option(
+            "--epsilon",
+            default=0.01,
+            show_default=True,
+            help="Covariance regularization (added to the diagonal).",
+        ),
+    ],
+    "spade": [
+        click.option(
+            "--k",
+            "k",
+            default=50,
+            show_default=True,
+            help="Image level: nearest training images averaged into the score.",
+        ),
+        click.option(
+            "--gallery-k",
+            default=5,
+            show_default=True,
+            help="Pixel level: nearest training images searched (K).",
+        ),
+    ],
+}
+EXPORT_OPTIONS: dict[str, list] = {
+    "patchcore": [
+        click.option(
+            "--index",
+            type=click.Choice(["flat", "ivfpq"]),
+            default="flat",
+            show_default=True,
+            help="faiss index: exact flat L2, or IVF-PQ for big memory banks.",
+        ),
+        click.option("--nprobe", default=8, show_default=True, help="IVF lists searched (ivfpq)."),
+    ],
+}
+
+EXPORT_OPTION_NAMES = {"patchcore": ("index", "nprobe")}
+
+
+def _apply(options: list, f: Callable) -> Callable:
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _patchcore_config(kw: dict) -> Any:
-    from edgead.models.patchcore import PatchCoreConfig
+def _config(name: str, kw: dict) -> Any:
+    """Command-line options -> the detector's config dataclass."""
+    from edgead.models.registry import get_detector
 
-    if not 0 < kw["coreset_ratio"] <= 1:
+    config_cls = get_detector(name).config_cls
+    fields = set(config_cls.__dataclass_fields__)
+    values = {k: v for k, v in kw.items() if k in fields}
+    values["layers"] = tuple(kw["layers"].split(",")) if kw.get("layers") else None
+    values["image_size"] = _size(kw["image_size"])
+    if "coreset_ratio" in values and not 0 < values["coreset_ratio"] <= 1:
         raise click.BadParameter("--coreset-ratio must be in (0, 1]")
-    return PatchCoreConfig(
-        backbone=kw["backbone"],
-        weights=kw["weights"],
-        layers=tuple(kw["layers"].split(",")) if kw["layers"] else None,
-        image_size=_size(kw["image_size"]),
-        embed_dim=kw["embed_dim"],
-        coreset_ratio=kw["coreset_ratio"],
-        coreset_projection=kw["coreset_projection"] or None,
-        reweight=kw["reweight"],
-        seed=kw["seed"],
-        batch_size=kw["batch_size"],
-    )
+    if "coreset_projection" in values:
+        values["coreset_projection"] = values["coreset_projection"] or None
+    return config_cls(**values)
 
 
 def _metrics_table(saved: Any) -> str:
@@ -136,7 +181,7 @@ def _metrics_table(saved: Any) -> str:
     r = saved.fit_report
     rows = [
         ["training images", r["n_train_images"]],
-        ["memory bank", "x".join(map(str, r["memory_bank"]))],
+        ["model", r.get("model_size", "-")],
         ["fit seconds", r["fit_seconds"]],
     ]
     if saved.evaluation is not None:
@@ -151,6 +196,8 @@ def _metrics_table(saved: Any) -> str:
         ]
         thr = saved.evaluation.normalization.image_threshold
         rows.append(["image threshold", "-" if thr is None else f"{thr:.4g}"])
+        if m.torch_ms_per_image is not None:
+            rows.append(["PyTorch ms per image", f"{m.torch_ms_per_image:.1f} ({m.torch_device})"])
     if r.get("skipped"):
         rows.append(["skipped training files", len(r["skipped"])])
     return tabulate(rows, tablefmt="github", headers=["", saved.detector])
@@ -161,81 +208,94 @@ def fit() -> None:
     """Fit a detector on good images and evaluate it on the test set."""
 
 
-@fit.command("patchcore")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="MVTec-layout category folder, or a plain folder of good images.",
-)
-@click.option("--out", required=True, type=click.Path(), help="Where to save the fitted model.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@patchcore_options
-@click.pass_context
-def fit_patchcore(ctx: click.Context, data: str, out: str, overwrite: bool, **kw: Any) -> None:
-    """Fit PatchCore and print the ROCAUC table."""
-    from edgead.models.saved import save
-    from edgead.workflows import fit_detector
-
-    saved = fit_detector("patchcore", data, _patchcore_config(kw), kw["device"], ctx.obj["quiet"])
-    save(out, saved, overwrite)
-    click.echo(_metrics_table(saved))
-    click.echo(f"saved model: {out}")
-
-
 @main.group(cls=EdgeadGroup)
 def export() -> None:
     """Export a detector to a bundle (fitting first when given --data)."""
 
 
-@export.command("patchcore")
-@click.option(
-    "--data",
-    type=click.Path(exists=True, file_okay=False),
-    help="Fit on this folder first (MVTec layout or plain good images).",
-)
-@click.option(
-    "--model",
-    type=click.Path(exists=True, file_okay=False),
-    help="A model saved by `edgead fit patchcore`.",
-)
-@click.option("--out", required=True, type=click.Path(), help="Bundle folder to write.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
-@click.option(
-    "--index",
-    type=click.Choice(["flat", "ivfpq"]),
-    default="flat",
-    show_default=True,
-    help="faiss index: exact flat L2, or IVF-PQ for big memory banks.",
-)
-@click.option("--nprobe", default=8, show_default=True, help="IVF lists searched (ivfpq).")
-@patchcore_options
-@click.pass_context
-def export_patchcore(
-    ctx: click.Context,
-    data: str | None,
-    model: str | None,
-    out: str,
-    overwrite: bool,
-    index: str,
-    nprobe: int,
-    **kw: Any,
-) -> None:
-    """Write a PatchCore bundle: ONNX embedder, faiss memory bank, manifest."""
-    from edgead.models import saved as saved_models
-    from edgead.workflows import export_model, fit_detector
+def _add_detector_commands(name: str) -> None:
+    def fit_command(ctx: click.Context, data: str, out: str, overwrite: bool, **kw: Any) -> None:
+        from edgead.models.saved import save
+        from edgead.workflows import fit_detector
 
-    if (data is None) == (model is None):
-        raise click.UsageError("give exactly one of --data (fit and export) or --model")
-    if model is not None:
-        saved = saved_models.load(model)
-    else:
-        saved = fit_detector(
-            "patchcore", data, _patchcore_config(kw), kw["device"], ctx.obj["quiet"]
-        )
+        saved = fit_detector(name, data, _config(name, kw), kw["device"], ctx.obj["quiet"])
+        save(out, saved, overwrite)
         click.echo(_metrics_table(saved))
-    export_model(saved, out, overwrite, index=index, nprobe=nprobe)
-    click.echo(f"bundle written: {out}")
+        click.echo(f"saved model: {out}")
+
+    fit_command.__doc__ = f"Fit {name} and print the ROCAUC table."
+    fit_command = _apply(
+        [
+            click.option(
+                "--data",
+                required=True,
+                type=click.Path(exists=True, file_okay=False),
+                help="MVTec-layout category folder, or a plain folder of good images.",
+            ),
+            click.option(
+                "--out", required=True, type=click.Path(), help="Where to save the fitted model."
+            ),
+            click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+            *COMMON_OPTIONS,
+            *DETECTOR_OPTIONS[name],
+        ],
+        click.pass_context(fit_command),
+    )
+    fit.command(name)(fit_command)
+
+    def export_command(
+        ctx: click.Context,
+        data: str | None,
+        model: str | None,
+        out: str,
+        overwrite: bool,
+        **kw: Any,
+    ) -> None:
+        from edgead.models import saved as saved_models
+        from edgead.workflows import export_model, fit_detector
+
+        if (data is None) == (model is None):
+            raise click.UsageError("give exactly one of --data (fit and export) or --model")
+        if model is not None:
+            saved = saved_models.load(model)
+            if saved.detector != name:
+                raise EdgeadError(
+                    f"{model}: a {saved.detector} model, not {name}; "
+                    f"use `edgead export {saved.detector} --model {model}`"
+                )
+        else:
+            saved = fit_detector(name, data, _config(name, kw), kw["device"], ctx.obj["quiet"])
+            click.echo(_metrics_table(saved))
+        export_names = EXPORT_OPTION_NAMES.get(name, ())
+        export_model(saved, out, overwrite, **{k: v for k, v in kw.items() if k in export_names})
+        click.echo(f"bundle written: {out}")
+
+    export_command.__doc__ = f"Write a {name} bundle: ONNX graph, scoring artifacts, manifest."
+    export_command = _apply(
+        [
+            click.option(
+                "--data",
+                type=click.Path(exists=True, file_okay=False),
+                help="Fit on this folder first (MVTec layout or plain good images).",
+            ),
+            click.option(
+                "--model",
+                type=click.Path(exists=True, file_okay=False),
+                help=f"A model saved by `edgead fit {name}`.",
+            ),
+            click.option("--out", required=True, type=click.Path(), help="Bundle folder to write."),
+            click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+            *EXPORT_OPTIONS.get(name, []),
+            *COMMON_OPTIONS,
+            *DETECTOR_OPTIONS[name],
+        ],
+        click.pass_context(export_command),
+    )
+    export.command(name)(export_command)
+
+
+for _name in DETECTOR_OPTIONS:
+    _add_detector_commands(_name)
 
 
 @main.command()

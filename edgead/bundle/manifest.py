@@ -73,6 +73,9 @@ class PostprocessSpec:
     map_width: int
     blur_sigma: float = 4.0
     upsample: str = "bilinear"
+    # "scorer": the scorer's image score (PatchCore: max patch score, maybe re-weighted);
+    # "map_max": the maximum of the final anomaly map (PaDiM, SPADE)
+    image_score: str = "scorer"
 
 
 @dataclass

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from edgead.bundle.io import BundleWriter
+from edgead.bundle.io import BundleWriter, write_bundle
+from edgead.bundle.manifest import (
+    GraphSpec,
+    Manifest,
+    Metrics,
+    Normalization,
+    ParityTolerance,
+    PostprocessSpec,
+    ScorerSpec,
+)
+from edgead.bundle.references import write_reference_scores
+from edgead.export.onnx import OPSET, check_onnx, export_onnx
 
 LIBRARIES = (
     "edgead",
@@ -35,3 +50,65 @@ def write_golden(writer: BundleWriter, arrays: dict[str, np.ndarray]) -> None:
     """Inputs and the PyTorch model's outputs on them: parity without any dataset."""
     np.savez(writer.path("golden.npz"), **arrays)
     writer.add("golden.npz", role="golden", fmt="npz", keys=sorted(arrays))
+
+
+def export_bundle(
+    saved: Any,
+    out: str | Path,
+    overwrite: bool,
+    module: torch.nn.Module,
+    output_names: list[str],
+    write_artifacts: Callable[[BundleWriter], ScorerSpec],
+    image_score: str = "scorer",
+    parity: ParityTolerance | None = None,
+) -> Path:
+    """The steps every detector's export shares, around its own ``write_artifacts``.
+
+    The graph (``module``) goes to ONNX and is checked in onnxruntime at once; the detector
+    writes its scoring artifacts and returns the scorer spec; then golden outputs, reference
+    scores and the manifest. All inside one atomic bundle write.
+    """
+    model = saved.model.eval()
+    golden = torch.from_numpy(saved.golden_inputs)
+    with torch.no_grad():
+        ref = model(golden)
+    with write_bundle(out, overwrite) as writer:
+        onnx_path = writer.path("backbone.onnx")
+        export_onnx(module, golden[:1], onnx_path, output_names=output_names)
+        check = check_onnx(onnx_path, module, saved.golden_inputs)
+        writer.add(
+            "backbone.onnx",
+            role="backbone",
+            fmt="onnx",
+            precision="fp32",
+            opset=OPSET,
+            check_max_rel=check["max_rel"],
+        )
+        scorer = write_artifacts(writer)
+        write_golden(
+            writer,
+            {k: v.numpy().astype(np.float32) for k, v in ref.items()}
+            | {"input": saved.golden_inputs},
+        )
+        evaluation = saved.evaluation
+        if evaluation is not None and evaluation.records:
+            write_reference_scores(writer, evaluation.records)
+        shapes = {name: ["batch", *ref[name].shape[1:]] for name in output_names}
+        spec = saved.input
+        manifest = Manifest(
+            detector=saved.detector,
+            params=saved.config,
+            input=spec,
+            backbone=saved.backbone,
+            graph=GraphSpec("backbone.onnx", "input", list(output_names), shapes),
+            scorer=scorer,
+            postprocess=PostprocessSpec(
+                spec.height, spec.width, model.config.blur_sigma, image_score=image_score
+            ),
+            normalization=evaluation.normalization if evaluation else Normalization(),
+            metrics=evaluation.metrics if evaluation else Metrics(),
+            parity=parity or ParityTolerance(),
+            libraries=library_versions(),
+        )
+        writer.write_manifest(manifest)
+    return Path(out)

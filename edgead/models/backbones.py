@@ -172,6 +172,19 @@ def backbone_info(name: str) -> BackboneInfo:
     return BACKBONES[name]
 
 
+def layers_at(name: str, reductions: tuple[int, ...]) -> tuple[str, ...]:
+    """The backbone's feature layers at the given strides, e.g. (4, 8, 16) -> ResNet layer1-3."""
+    info = backbone_info(name)
+    probe = timm.create_model(info.timm_name, pretrained=False, features_only=True)
+    by_reduction: dict[int, str] = {}
+    for entry in probe.feature_info.get_dicts():
+        by_reduction[entry["reduction"]] = entry["module"]  # the last module at each stride
+    missing = [r for r in reductions if r not in by_reduction]
+    if missing:
+        raise EdgeadError(f"{name}: no feature layer at stride(s) {missing}")
+    return tuple(by_reduction[r] for r in reductions)
+
+
 def create_feature_backbone(
     name: str, layers: tuple[str, ...] | None = None, weights: str | Path | None = None
 ) -> tuple[nn.Module, tuple[str, ...], list[int], str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,12 +24,13 @@ from edgead.models.common import (
     gaussian_blur,
     k_center_greedy,
 )
+from edgead.models.config import ConfigMixin
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class PatchCoreConfig:
+class PatchCoreConfig(ConfigMixin):
     backbone: str = "efficientnet_lite0"
     layers: tuple[str, ...] | None = None
     weights: str | None = None
@@ -42,20 +43,6 @@ class PatchCoreConfig:
     blur_sigma: float = 4.0
     seed: int = 0
     batch_size: int = 16
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["layers"] = list(self.layers) if self.layers else None
-        d["image_size"] = list(self.image_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> PatchCoreConfig:
-        d = dict(d)
-        d["layers"] = tuple(d["layers"]) if d.get("layers") else None
-        d["image_size"] = tuple(d["image_size"])
-        return cls(**d)
 
 
 class PatchEmbedder(nn.Module):
@@ -191,6 +178,7 @@ def fit(
         "skipped": skipped,
         "n_patches": int(features.shape[0]),
         "memory_bank": list(bank.shape),
+        "model_size": f"memory bank {bank.shape[0]}x{bank.shape[1]}",
         "feature_seconds": round(t_feat - t0, 2),
         "coreset_seconds": round(t_core - t_feat, 2),
         "fit_seconds": round(t_core - t0, 2),

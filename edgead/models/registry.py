@@ -25,6 +25,7 @@ class DetectorEntry:
 
 
 DETECTORS: dict[str, DetectorEntry] = {}
+_builtins_loaded = False
 
 
 def register_detector(entry: DetectorEntry) -> DetectorEntry:
@@ -40,18 +41,29 @@ def get_detector(name: str) -> DetectorEntry:
 
 
 def _load_builtins() -> None:
-    if "patchcore" not in DETECTORS:
-        from edgead.export import patchcore as export_patchcore
-        from edgead.models import patchcore
+    """Register the built-in detectors (imported lazily: they need torch)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    from edgead.export import padim as export_padim
+    from edgead.export import patchcore as export_patchcore
+    from edgead.export import spade as export_spade
+    from edgead.models import padim, patchcore, spade
 
+    for name, model, exporter, config in (
+        ("patchcore", patchcore, export_patchcore, patchcore.PatchCoreConfig),
+        ("padim", padim, export_padim, padim.PadimConfig),
+        ("spade", spade, export_spade, spade.SpadeConfig),
+    ):
         register_detector(
             DetectorEntry(
-                "patchcore",
-                patchcore.PatchCoreConfig,
-                patchcore.fit,
-                patchcore.rebuild,
-                patchcore.input_spec,
-                patchcore.infer,
-                export_patchcore.export,
+                name,
+                config,
+                model.fit,
+                model.rebuild,
+                model.input_spec,
+                model.infer,
+                exporter.export,
             )
         )

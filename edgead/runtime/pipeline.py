@@ -14,7 +14,7 @@ from edgead.errors import ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
 from edgead.runtime.preprocess import preprocess
-from edgead.runtime.scorers.base import load_scorer
+from edgead.runtime.scorers.base import ScorerOutput, load_scorer
 from edgead.runtime.timing import StageTimer
 
 
@@ -73,10 +73,10 @@ class Pipeline:
         with timer("search"):
             scored = self.scorer.run(outputs)
         with timer("postprocess"):
-            maps = [anomaly_map(p, m.postprocess) for p in scored.patch_scores]
+            scores, maps = self.finish(scored)
             results = []
             for i, amap in enumerate(maps):
-                score = float(scored.image_scores[i])
+                score = float(scores[i])
                 results.append(
                     Prediction(
                         score,
@@ -90,6 +90,14 @@ class Pipeline:
         for r in results:
             r.timings_ms = dict(share)
         return results
+
+    def finish(self, scored: ScorerOutput) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Scorer output -> (image scores, anomaly maps at the input size)."""
+        spec = self.bundle.manifest.postprocess
+        maps = [anomaly_map(p, spec) for p in scored.patch_scores]
+        if spec.image_score == "map_max":
+            return np.array([m.max() for m in maps], np.float32), maps
+        return scored.image_scores, maps
 
     def predict_files(
         self, paths: Iterable[str | Path], batch_size: int = 1

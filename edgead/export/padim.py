@@ -1,0 +1,48 @@
+"""PaDiM -> bundle: the embedder (with the channel subset) as ONNX, Gaussians as .npz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgead.bundle.io import BundleWriter
+from edgead.bundle.manifest import ScorerSpec
+from edgead.export.common import export_bundle
+from edgead.models.padim import statistics_bytes
+from edgead.models.saved import SavedModel
+
+
+def export(saved: SavedModel, out: str | Path, overwrite: bool = False) -> Path:
+    model = saved.model
+    positions, d = model.mean.shape
+
+    def write_artifacts(writer: BundleWriter) -> ScorerSpec:
+        np.savez(
+            writer.path("statistics.npz"),
+            mean=model.mean.numpy(),
+            whitening=model.whitening.numpy(),
+            channel_index=model.embedder.channel_index.numpy(),
+        )
+        writer.add(
+            "statistics.npz",
+            role="statistics",
+            fmt="npz",
+            precision="fp32",
+            positions=positions,
+            dim=d,
+        )
+        return ScorerSpec(
+            "gaussian",
+            {
+                "output": "embedding",
+                "positions": positions,
+                "dim": d,
+                "form": "whitening factor W = inverse Cholesky factor; distance = ||W (x - mean)||",
+                "memory_bytes": statistics_bytes(positions, d),
+            },
+        )
+
+    return export_bundle(
+        saved, out, overwrite, model.embedder, ["embedding"], write_artifacts, image_score="map_max"
+    )
