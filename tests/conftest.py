@@ -41,23 +41,49 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+SMALL_CONFIGS = {
+    "patchcore": {"image_size": (128, 128), "coreset_ratio": 0.1, "batch_size": 8},
+    "padim": {"image_size": (128, 128), "batch_size": 8},
+    "spade": {"image_size": (128, 128), "k": 10, "gallery_k": 3, "batch_size": 8},
+}
+
+
+class Fitted:
+    """Fits and exports each registered detector once per session, on first use."""
+
+    def __init__(self, data: Path, root: Path):
+        self.data, self.root = data, root
+        self.saved: dict = {}
+        self.bundles: dict[str, Path] = {}
+
+    def model(self, name: str):
+        if name not in self.saved:
+            from edgead.models.registry import get_detector
+            from edgead.workflows import fit_detector
+
+            config = get_detector(name).config_cls(**SMALL_CONFIGS[name])
+            self.saved[name] = fit_detector(name, self.data, config, quiet=True)
+        return self.saved[name]
+
+    def bundle(self, name: str) -> Path:
+        if name not in self.bundles:
+            from edgead.workflows import export_model
+
+            self.bundles[name] = export_model(self.model(name), self.root / name)
+        return self.bundles[name]
+
+
 @pytest.fixture(scope="session")
-def small_config():
+def fitted(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Fitted:
     pytest.importorskip("torch")
-    from edgead.models.patchcore import PatchCoreConfig
-
-    return PatchCoreConfig(image_size=(128, 128), coreset_ratio=0.1, batch_size=8)
+    return Fitted(synthetic_data, tmp_path_factory.mktemp("detectors"))
 
 
 @pytest.fixture(scope="session")
-def saved_patchcore(synthetic_data: Path, small_config):
-    from edgead.workflows import fit_detector
-
-    return fit_detector("patchcore", synthetic_data, small_config, quiet=True)
+def saved_patchcore(fitted: Fitted):
+    return fitted.model("patchcore")
 
 
 @pytest.fixture(scope="session")
-def patchcore_bundle(saved_patchcore, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgead.workflows import export_model
-
-    return export_model(saved_patchcore, tmp_path_factory.mktemp("bundles") / "patchcore")
+def patchcore_bundle(fitted: Fitted) -> Path:
+    return fitted.bundle("patchcore")

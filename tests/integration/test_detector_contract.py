@@ -1,0 +1,174 @@
+"""Contract tests over every registered detector: a new detector is tested by registering it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from edgead.bundle import open_bundle
+from edgead.bundle.io import sha256_file
+from edgead.cli import main
+from edgead.errors import BundleError
+from edgead.models.registry import DETECTORS, get_detector
+from edgead.runtime import Pipeline
+from edgead.runtime.parity import run_parity
+from tests.conftest import SMALL_CONFIGS
+
+get_detector("patchcore")  # load the built-ins
+NAMES = sorted(DETECTORS)
+
+
+def test_every_registered_detector_has_a_test_config():
+    assert set(NAMES) == set(SMALL_CONFIGS) and {"patchcore", "padim", "spade"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_detects_synthetic_defects(fitted, name):
+    m = fitted.model(name).evaluation.metrics
+    assert m.pixel_rocauc > 0.9 and m.aupro > 0.5, m
+    assert m.image_rocauc > 0.7, m
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundle_passes_parity(fitted, name, synthetic_data):
+    report = run_parity(fitted.bundle(name), synthetic_data, quiet=True)
+    assert report.passed, report.table()
+    rows = {r.check.split(" (")[0]: r for r in report.rows}
+    for check in ("image ROCAUC", "pixel ROCAUC", "AUPRO", "per-image score"):
+        assert rows[check].ok, report.table()
+    manifest = open_bundle(fitted.bundle(name)).manifest
+    assert manifest.detector == name
+    assert set(manifest.graph.output_names) <= set(
+        np.load(fitted.bundle(name) / "golden.npz").files
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runtime_matches_pytorch_per_image(fitted, name, synthetic_data):
+    import torch
+
+    from edgead.data.images import read_image
+    from edgead.runtime.preprocess import preprocess
+
+    paths = sorted((synthetic_data / "test" / "missing").glob("*.png"))[:2]
+    images = [read_image(p) for p in paths]
+    with Pipeline(fitted.bundle(name)) as pipe:
+        preds = pipe.predict(images)
+        batch = torch.from_numpy(np.stack([preprocess(i, pipe.spec) for i in images]))
+    ref = fitted.model(name).model(batch)
+    np.testing.assert_allclose(
+        [p.image_score for p in preds], ref["image_score"].numpy(), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.stack([p.anomaly_map for p in preds]), ref["anomaly_map"].numpy(), rtol=1e-3, atol=1e-3
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_model_round_trip_and_cli_export(fitted, name, tmp_path, synthetic_data):
+    from edgead.models import saved as saved_models
+
+    saved_models.save(tmp_path / "model", fitted.model(name))
+    result = CliRunner().invoke(
+        main,
+        [
+            "-q",
+            "export",
+            name,
+            "--model",
+            str(tmp_path / "model"),
+            "--out",
+            str(tmp_path / "bundle"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["-q", "parity", str(tmp_path / "bundle")])
+    assert result.exit_code == 0, result.output
+    other = next(n for n in NAMES if n != name)
+    result = CliRunner().invoke(
+        main,
+        [
+            "-q",
+            "export",
+            other,
+            "--model",
+            str(tmp_path / "model"),
+            "--out",
+            str(tmp_path / "wrong"),
+        ],
+    )
+    assert result.exit_code == 1 and f"a {name} model, not {other}" in result.output
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tampered_artifact_is_refused(fitted, name, tmp_path):
+    copy = shutil.copytree(fitted.bundle(name), tmp_path / "b")
+    manifest = open_bundle(copy).manifest
+    victim = next(a for a in manifest.artifacts if a.role not in ("backbone", "golden"))
+    path = copy / victim.path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum does not match") as err:
+        Pipeline(copy)
+    assert victim.path in str(err.value)
+
+
+def _replace_artifact(bundle, role, write):
+    """Swap an artifact's content and fix its checksum, as a buggy exporter would."""
+    manifest_path = bundle / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = next(a for a in manifest["artifacts"] if a["role"] == role)
+    target = bundle / entry["path"]
+    write(target)
+    entry["sha256"], entry["size"] = sha256_file(target), target.stat().st_size
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_padim_missing_or_misshapen_statistics(fitted, tmp_path):
+    copy = shutil.copytree(fitted.bundle("padim"), tmp_path / "b")
+    (copy / "statistics.npz").unlink()
+    with pytest.raises(BundleError, match="missing statistics file"):
+        Pipeline(copy)
+    copy = shutil.copytree(fitted.bundle("padim"), tmp_path / "c")
+
+    def wrong_shape(path):
+        with np.load(path) as s:
+            arrays = dict(s)
+        arrays["mean"] = arrays["mean"][:, :-1]
+        np.savez(path, **arrays)
+
+    _replace_artifact(copy, "statistics", wrong_shape)
+    with pytest.raises(BundleError, match="statistics have shapes"):
+        Pipeline(copy)
+
+
+def test_padim_refuses_statistics_bigger_than_memory(fitted, monkeypatch):
+    from edgead.runtime.scorers import gaussian
+
+    monkeypatch.setattr(gaussian, "available_bytes", lambda: 1000)
+    with pytest.raises(BundleError, match=r"need .* of memory and only 1000 B is available"):
+        Pipeline(fitted.bundle("padim"))
+
+
+def test_padim_fit_refuses_before_running_out_of_memory(synthetic_data, monkeypatch):
+    from edgead.errors import EdgeadError
+    from edgead.models import padim
+
+    monkeypatch.setattr(padim, "available_bytes", lambda: 10_000_000)
+    config = padim.PadimConfig(image_size=(128, 128), n_features=120)
+    with pytest.raises(EdgeadError, match=r"needs .* to fit, 9\.5 MiB is available"):
+        padim.fit(config, sorted((synthetic_data / "train" / "good").glob("*.png")), quiet=True)
+
+
+def test_spade_gallery_must_fit_the_graph(fitted, tmp_path):
+    copy = shutil.copytree(fitted.bundle("spade"), tmp_path / "b")
+    _replace_artifact(copy, "gallery_1", lambda p: np.save(p, np.load(p)[:, :-1]))
+    with pytest.raises(BundleError, match="gallery shape"):
+        Pipeline(copy)
