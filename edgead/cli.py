@@ -453,6 +453,62 @@ def parity(
 
 
 @main.command()
+@click.argument("bundle", type=click.Path())
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False),
+    help="Images to time (an MVTec category's test set or a folder); default: "
+    "synthetic images, which leaves out the decode stage.",
+)
+@click.option(
+    "--batch",
+    "batches",
+    default="1,16",
+    show_default=True,
+    help="Comma-separated batch sizes for throughput.",
+)
+@click.option("--backend", default="onnxruntime", show_default=True)
+@click.option("--device", default=None)
+@click.option("--warmup", default=5, show_default=True)
+@click.option("--iterations", default=30, show_default=True, help="Timed runs at batch 1.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "json", "html"]), default="md", show_default=True
+)
+@click.option("--out", type=click.Path(file_okay=False), help="Also write bench.<format> here.")
+def bench(
+    bundle: str,
+    data: str | None,
+    batches: str,
+    backend: str,
+    device: str | None,
+    warmup: int,
+    iterations: int,
+    fmt: str,
+    out: str | None,
+) -> None:
+    """Per-stage latency (batch 1), throughput per batch size, memory and bundle size."""
+    from edgead.runtime.bench import run_bench
+
+    try:
+        sizes = tuple(int(b) for b in batches.split(",") if b)
+    except ValueError as exc:
+        raise click.BadParameter(f"--batch {batches!r}: expected e.g. 1,16,64") from exc
+    report = run_bench(bundle, data, sizes, backend, device, warmup, iterations)
+    if fmt == "json":
+        text = report.to_json()
+    elif fmt == "html":
+        from edgead.report import markdown_to_html
+
+        text = markdown_to_html(report.markdown(), title=f"edgead bench: {report.bundle}")
+    else:
+        text = report.markdown()
+    click.echo(text)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / f"bench.{fmt}").write_text(text)
+
+
+@main.command()
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False),

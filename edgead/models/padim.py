@@ -79,8 +79,8 @@ class PadimModel(nn.Module):
         emb = self.embedder(x)
         b, h, w, d = emb.shape
         delta = emb.reshape(b, h * w, d) - self.mean
-        z = torch.einsum("pde,bpe->bpd", self.whitening, delta)
-        patch = torch.linalg.vector_norm(z, dim=-1).reshape(b, h, w)
+        z = torch.matmul(self.whitening, delta.permute(1, 2, 0))  # (P, d, B), one bmm
+        patch = torch.linalg.vector_norm(z, dim=1).T.reshape(b, h, w)
         amap = F.interpolate(
             patch[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
         )

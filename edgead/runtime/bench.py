@@ -1,0 +1,167 @@
+"""``edgead bench``: per-stage latency and throughput of a bundle in the lean runtime.
+
+Protocol (as in the EfficientAD paper): warm-up runs first; latency at batch 1, per stage,
+over many runs (p50/p90/p99/mean); throughput at larger batches, clocked from host images to
+host anomaly maps. Every figure travels with the device, backend, precision and input shape.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgead.bundle.io import Bundle, open_bundle
+from edgead.data.datasets import folder_samples
+from edgead.data.images import read_image
+from edgead.errors import EdgeadError
+from edgead.runtime.memory import human
+from edgead.runtime.pipeline import Pipeline
+from edgead.runtime.timing import LatencyStats, StageTimer
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass
+class BenchReport:
+    bundle: str
+    detector: str
+    backend: str
+    device: str
+    precision: str
+    input_shape: list[int]
+    n_images: int
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    throughput: dict[int, float] = field(default_factory=dict)  # batch -> images/s
+    peak_rss_bytes: int = 0
+    bundle_bytes: int = 0
+    scorer_memory_bytes: int | None = None
+    warmup: int = 0
+    iterations: int = 0
+
+    def context(self) -> str:
+        return (
+            f"{self.detector} | {self.backend} | {self.precision} | input "
+            f"{'x'.join(map(str, self.input_shape))} | {self.device}"
+        )
+
+    def markdown(self) -> str:
+        from tabulate import tabulate
+
+        lat = tabulate(
+            [
+                [s, f"{v['p50']:.2f}", f"{v['p90']:.2f}", f"{v['p99']:.2f}", f"{v['mean']:.2f}"]
+                for s, v in self.latency_ms.items()
+            ],
+            headers=["stage (batch 1)", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
+            tablefmt="github",
+        )
+        thr = tabulate(
+            [[b, f"{v:.1f}", f"{1000 / v:.2f}"] for b, v in self.throughput.items()],
+            headers=["batch", "images/s", "ms per image"],
+            tablefmt="github",
+        )
+        mem = tabulate(
+            [
+                ["bundle on disk", human(self.bundle_bytes)],
+                [
+                    "scorer statistics in memory",
+                    human(self.scorer_memory_bytes) if self.scorer_memory_bytes else "-",
+                ],
+                ["peak RSS (whole process)", human(self.peak_rss_bytes)],
+            ],
+            tablefmt="github",
+            headers=["memory", ""],
+        )
+        return (
+            f"**{self.context()}** — {self.n_images} images, {self.warmup} warm-up, "
+            f"{self.iterations} timed runs\n\n{lat}\n\n{thr}\n\n{mem}\n"
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def load_images(data: str | Path | None, bundle: Bundle, n: int = 32) -> tuple[list, list]:
+    """Up to ``n`` decoded images (and their paths) from DATA, or synthetic ones without it."""
+    if data is not None:
+        root = Path(data)
+        samples = folder_samples(root / "test" if (root / "test").is_dir() else root)
+        if not samples:
+            raise EdgeadError(f"{data}: no images found")
+        step = max(1, len(samples) // n)
+        paths = [s.path for s in samples[::step][:n]]
+        return [read_image(p) for p in paths], paths
+    spec = bundle.manifest.input
+    rng = np.random.default_rng(0)
+    return [
+        rng.integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8) for _ in range(n)
+    ], []
+
+
+def run_bench(
+    bundle: str | Path,
+    data: str | Path | None = None,
+    batches: tuple[int, ...] = (1,),
+    backend: str = "onnxruntime",
+    device: str | None = None,
+    warmup: int = 5,
+    iterations: int = 30,
+) -> BenchReport:
+    b = open_bundle(bundle)
+    images, paths = load_images(data, b)
+    spec = b.manifest.input
+    with Pipeline(b, backend, device) as pipe:
+        precision = (
+            next(a.precision for a in b.manifest.artifacts if a.role == "backbone") or "fp32"
+        )
+        report = BenchReport(
+            str(bundle),
+            b.manifest.detector,
+            pipe.backend.describe(),
+            device or cpu_name(),
+            precision,
+            [3, spec.height, spec.width],
+            len(images),
+            bundle_bytes=sum(a.size for a in b.manifest.artifacts),
+            scorer_memory_bytes=b.manifest.scorer.params.get("memory_bytes"),
+            warmup=warmup,
+            iterations=iterations,
+        )
+        for i in range(warmup):
+            pipe.predict([images[i % len(images)]])
+        stats = LatencyStats()
+        for i in range(iterations):
+            timer = StageTimer(pipe.backend.synchronize)
+            if paths:  # decode from the file, as on the line
+                with timer("decode"):
+                    image = read_image(paths[i % len(paths)])
+            else:
+                image = images[i % len(images)]
+            pipe.predict([image], timer)
+            stats.add(timer.ms)
+        report.latency_ms = stats.summary()
+        for batch in batches:
+            chunk = [images[i % len(images)] for i in range(batch)]
+            pipe.predict(chunk)  # warm-up at this batch size
+            runs = max(3, iterations // batch)
+            start = time.perf_counter()
+            for _ in range(runs):
+                pipe.predict(chunk)
+            report.throughput[batch] = batch * runs / (time.perf_counter() - start)
+    report.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return report

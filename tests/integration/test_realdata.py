@@ -1,0 +1,64 @@
+"""Every detector on the real MVTec-layout subsets (EfficientNet-Lite0): fit, export, parity.
+
+PatchCore runs with the paper's PatchCore-1% setting (coreset ratio 0.01) to keep CI within
+its time budget; the README and closing notes give the default 10% as well.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from edgead.cli import main
+from tests.conftest import real_category
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+CATEGORIES = ("mvtec3d_tire", "mvtec_bottle", "loco_juice_bottle")
+# lower bounds well under what was measured (README), so that a regression fails the test;
+# loco_juice_bottle holds logical anomalies only, which local-feature methods barely see
+MIN_IMAGE_ROCAUC = {"mvtec_bottle": 0.95, "mvtec3d_tire": 0.6, "loco_juice_bottle": 0.5}
+CASES = [("patchcore", c) for c in ("mvtec3d_tire", "mvtec_bottle")] + [
+    (d, c) for d in ("padim", "spade") for c in CATEGORIES
+]
+OPTIONS = {"patchcore": ["--coreset-ratio", "0.01"]}
+
+
+@pytest.mark.parametrize(("detector", "category"), CASES)
+def test_real_category(detector, category, tmp_path):
+    data = real_category(category)
+    bundle = tmp_path / "bundle"
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        [
+            "-q",
+            "export",
+            detector,
+            "--data",
+            str(data),
+            "--out",
+            str(bundle),
+            *OPTIONS.get(detector, []),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((bundle / "manifest.json").read_text())["metrics"]
+    assert metrics["image_rocauc"] >= MIN_IMAGE_ROCAUC[category], metrics
+    if category == "mvtec_bottle":  # ships without masks: image labels only
+        assert metrics["pixel_rocauc"] is None
+    else:
+        assert metrics["pixel_rocauc"] > 0.7, metrics
+
+    report = tmp_path / "parity.json"
+    result = runner.invoke(main, ["-q", "parity", str(bundle), str(data), "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    parity = json.loads(report.read_text())
+    assert parity["passed"]
+    rows = {r["check"].split(" (")[0]: r for r in parity["rows"]}
+    assert rows["image ROCAUC"]["ok"] and rows["per-image score"]["ok"]
+    assert parity["latency_ms"]["backbone"]["p50"] > 0
