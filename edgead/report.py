@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from typing import Any
 
 
 def markdown_to_html(
@@ -36,3 +37,68 @@ def figure_png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def roc_png(curves: list[tuple[str, list[int], list[float]]], title: str) -> bytes:
+    """ROC curves, one per (name, labels, scores)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    for name, labels, scores in curves:
+        if len(set(labels)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{name} ({100 * roc_auc_score(labels, scores):.1f})")
+    ax.plot([0, 1], [0, 1], color="#bbb", lw=0.8, ls="--")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    png = figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def histogram_png(
+    labels: list[int], scores: list[float], threshold: float | None, title: str
+) -> bytes:
+    """Score histograms of good vs defective images, with the threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    s, y = np.asarray(scores), np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bins = np.linspace(s.min(), s.max(), 30)
+    ax.hist(s[y == 0], bins=bins, alpha=0.6, label="good", color="#2a7")
+    ax.hist(s[y == 1], bins=bins, alpha=0.6, label="defective", color="#d43")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", lw=1, ls="--", label="threshold")
+    ax.set(xlabel="image score", ylabel="images", title=title)
+    ax.legend(fontsize=8)
+    png = figure_png(fig)
+    plt.close(fig)
+    return png
+
+
+def overlays_png(cases: list[tuple[str, Any]], title: str) -> bytes:
+    """A row of labelled overlay images (BGR arrays)."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cases), figsize=(3 * len(cases), 3.3), squeeze=False)
+    for ax, (caption, image) in zip(axes[0], cases, strict=True):
+        ax.imshow(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        ax.set_title(caption, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    png = figure_png(fig)
+    plt.close(fig)
+    return png

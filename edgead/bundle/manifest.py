@@ -136,6 +136,8 @@ class Manifest:
     schema_version: str = SCHEMA_VERSION
     created: str = ""
     libraries: dict[str, str] = field(default_factory=dict)
+    # how the model was fitted: training images, seconds, model size, skipped files
+    fit: dict[str, Any] = field(default_factory=dict)
 
     def artifact(self, role: str) -> Artifact:
         for artifact in self.artifacts:

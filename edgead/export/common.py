@@ -109,6 +109,7 @@ def export_bundle(
             metrics=evaluation.metrics if evaluation else Metrics(),
             parity=parity or ParityTolerance(),
             libraries=library_versions(),
+            fit={k: v for k, v in saved.fit_report.items() if k != "backbone"},
         )
         writer.write_manifest(manifest)
     return Path(out)

@@ -41,6 +41,8 @@ class ParityReport:
     backend: str
     rows: list[ParityRow] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # unreadable images
+    # per test image: relpath, label, defect, runtime score (for plots and reports)
+    samples: list[dict] = field(default_factory=list)
     latency: LatencyStats = field(default_factory=LatencyStats)
 
     @property
@@ -157,6 +159,16 @@ def dataset_rows(
         maps[result.source] = result.anomaly_map
         report.latency.add(result.timings_ms)
     kept = [s for s in samples if str(s.path) in scores]
+    report.samples = [
+        {
+            "relpath": s.relpath(dataset.root),
+            "label": s.label,
+            "defect": s.defect,
+            "path": str(s.path),
+            "score": scores[str(s.path)],
+        }
+        for s in kept
+    ]
     labels = [s.label for s in kept]
     masks = None
     if dataset.has_masks:
