@@ -150,7 +150,24 @@ EXPORT_OPTIONS: dict[str, list] = {
     ],
 }
 
-EXPORT_OPTION_NAMES = {"patchcore": ("index", "nprobe")}
+EXPORT_OPTION_NAMES = {
+    "patchcore": ("index", "nprobe", "fp16"),
+    "padim": ("fp16",),
+    "spade": ("fp16",),
+}
+FP16_OPTION = click.option(
+    "--fp16/--no-fp16",
+    default=True,
+    show_default=True,
+    help="Also write an FP16 graph (for TensorRT FP16 engines and FP16 parity).",
+)
+PRECISION_OPTION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Which of the bundle's graphs to run.",
+)
 
 
 def _apply(options: list, f: Callable) -> Callable:
@@ -285,6 +302,7 @@ def _add_detector_commands(name: str) -> None:
             ),
             click.option("--out", required=True, type=click.Path(), help="Bundle folder to write."),
             click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+            FP16_OPTION,
             *EXPORT_OPTIONS.get(name, []),
             *COMMON_OPTIONS,
             *DETECTOR_OPTIONS[name],
@@ -306,6 +324,7 @@ for _name in DETECTOR_OPTIONS:
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
 )
 @click.option("--backend", default="onnxruntime", show_default=True)
+@PRECISION_OPTION
 @click.option("--device", default=None, help="Backend device (cpu, cuda); default: the backend's.")
 @click.option("--batch", default=1, show_default=True, help="Images per inference call.")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
@@ -320,6 +339,7 @@ def run(
     device: str | None,
     batch: int,
     overlays: bool,
+    precision: str,
 ) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays."""
     import cv2
@@ -349,7 +369,10 @@ def run(
         "total_ms",
         "error",
     ]
-    with Pipeline(bundle, backend, device) as pipeline, open(results_path, "w", newline="") as f:
+    with (
+        Pipeline(bundle, backend, device, precision) as pipeline,
+        open(results_path, "w", newline="") as f,
+    ):
         writer = csv.DictWriter(f, fieldnames=fields) if fmt == "csv" else None
         if writer:
             writer.writeheader()
@@ -402,6 +425,7 @@ def run(
 @click.argument("bundle", type=click.Path())
 @click.argument("data", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--backend", default="onnxruntime", show_default=True)
+@PRECISION_OPTION
 @click.option("--device", default=None)
 @click.option("--batch", default=1, show_default=True)
 @click.option(
@@ -416,6 +440,7 @@ def parity(
     device: str | None,
     batch: int,
     json_out: str | None,
+    precision: str,
 ) -> None:
     """Check that BUNDLE scores like the original model (golden outputs; DATA's test set).
 
@@ -425,7 +450,7 @@ def parity(
 
     from edgead.runtime.parity import run_parity
 
-    report = run_parity(bundle, data, backend, device, batch, ctx.obj["quiet"])
+    report = run_parity(bundle, data, backend, device, batch, ctx.obj["quiet"], precision)
     click.echo(f"parity of {bundle} on {report.backend}" + (f" over {data}" if data else ""))
     click.echo(report.table())
     for failure in report.failures:
@@ -468,6 +493,7 @@ def parity(
     help="Comma-separated batch sizes for throughput.",
 )
 @click.option("--backend", default="onnxruntime", show_default=True)
+@PRECISION_OPTION
 @click.option("--device", default=None)
 @click.option("--warmup", default=5, show_default=True)
 @click.option("--iterations", default=30, show_default=True, help="Timed runs at batch 1.")
@@ -485,6 +511,7 @@ def bench(
     iterations: int,
     fmt: str,
     out: str | None,
+    precision: str,
 ) -> None:
     """Per-stage latency (batch 1), throughput per batch size, memory and bundle size."""
     from edgead.runtime.bench import run_bench
@@ -493,7 +520,7 @@ def bench(
         sizes = tuple(int(b) for b in batches.split(",") if b)
     except ValueError as exc:
         raise click.BadParameter(f"--batch {batches!r}: expected e.g. 1,16,64") from exc
-    report = run_bench(bundle, data, sizes, backend, device, warmup, iterations)
+    report = run_bench(bundle, data, sizes, backend, device, warmup, iterations, precision)
     if fmt == "json":
         text = report.to_json()
     elif fmt == "html":
@@ -506,6 +533,48 @@ def bench(
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / f"bench.{fmt}").write_text(text)
+
+
+@main.command("build-engine")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--precision",
+    "precisions",
+    default="fp16,fp32",
+    show_default=True,
+    help="Engines to build: fp16 (from the FP16 graph), fp32, or both.",
+)
+@click.option("--min-batch", default=1, show_default=True)
+@click.option("--opt-batch", default=1, show_default=True)
+@click.option("--max-batch", default=16, show_default=True)
+@click.option("--workspace-mb", default=2048, show_default=True)
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False),
+    help="Timing cache file, read and updated (NVIDIA TensorRT only).",
+)
+def build_engine_command(
+    bundle: str,
+    precisions: str,
+    min_batch: int,
+    opt_batch: int,
+    max_batch: int,
+    workspace_mb: int,
+    timing_cache: str | None,
+) -> None:
+    """Compile BUNDLE's ONNX graphs into TensorRT engines and add them to the bundle."""
+    from edgead.export.engine import EngineSettings, build_engines
+
+    settings = EngineSettings(
+        min_batch, opt_batch, max_batch, workspace_mb, Path(timing_cache) if timing_cache else None
+    )
+    built = build_engines(bundle, tuple(p for p in precisions.split(",") if p), settings)
+    for e in built:
+        click.echo(
+            f"{e['precision']} engine: {e['tensorrt']} {e['tensorrt_version']}, batch "
+            f"{e['min_batch']}-{e['max_batch']}, built on {e['built_on']} in "
+            f"{e['build_seconds']} s"
+        )
 
 
 @main.command()

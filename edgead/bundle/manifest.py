@@ -118,6 +118,21 @@ class ParityTolerance:
     score_rel: float = 1e-3
     # golden-output difference, as a fraction of the reference output's max magnitude
     golden_rel: float = 1e-3
+    # the FP16 graph against the FP32 original
+    fp16_rocauc_points: float = 0.5
+    fp16_score_rel: float = 0.02
+    fp16_golden_rel: float = 0.05
+
+    def for_precision(self, precision: str) -> ParityTolerance:
+        """The tolerances that apply to a run at ``precision`` (fp32 or fp16)."""
+        if precision == "fp32":
+            return self
+        return ParityTolerance(
+            image_rocauc_points=max(self.image_rocauc_points, self.fp16_rocauc_points),
+            pixel_rocauc_points=max(self.pixel_rocauc_points, self.fp16_rocauc_points),
+            score_rel=max(self.score_rel, self.fp16_score_rel),
+            golden_rel=max(self.golden_rel, self.fp16_golden_rel),
+        )
 
 
 @dataclass

@@ -21,7 +21,10 @@ from edgead.bundle.manifest import (
     ScorerSpec,
 )
 from edgead.bundle.references import write_reference_scores
-from edgead.export.onnx import OPSET, check_onnx, export_onnx
+from edgead.export.onnx import OPSET, HalfPrecision, check_onnx, export_onnx
+
+# FP16 graph vs the FP32 PyTorch module, relative to the output's largest magnitude
+FP16_EXPORT_TOLERANCE = 0.05
 
 LIBRARIES = (
     "edgead",
@@ -61,6 +64,7 @@ def export_bundle(
     write_artifacts: Callable[[BundleWriter], ScorerSpec],
     image_score: str = "scorer",
     parity: ParityTolerance | None = None,
+    fp16: bool = True,
 ) -> Path:
     """The steps every detector's export shares, around its own ``write_artifacts``.
 
@@ -76,6 +80,25 @@ def export_bundle(
         onnx_path = writer.path("backbone.onnx")
         export_onnx(module, golden[:1], onnx_path, output_names=output_names)
         check = check_onnx(onnx_path, module, saved.golden_inputs)
+        if fp16:
+            half = HalfPrecision(module)
+            export_onnx(
+                half, golden[:1], writer.path("backbone_fp16.onnx"), output_names=output_names
+            )
+            check16 = check_onnx(
+                writer.path("backbone_fp16.onnx"),
+                module,
+                saved.golden_inputs,
+                rel_tol=FP16_EXPORT_TOLERANCE,
+            )
+            writer.add(
+                "backbone_fp16.onnx",
+                role="backbone_fp16",
+                fmt="onnx",
+                precision="fp16",
+                opset=OPSET,
+                check_max_rel=check16["max_rel"],
+            )
         writer.add(
             "backbone.onnx",
             role="backbone",

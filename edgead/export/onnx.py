@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import warnings
@@ -52,6 +53,24 @@ def export_onnx(
     model = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
+
+
+class HalfPrecision(nn.Module):
+    """Runs a module in float16 between float32 inputs and outputs.
+
+    Exported, this is a strongly typed FP16 graph with FP32 I/O: TensorRT builds it as FP16
+    (TensorRT-RTX knows no other way), and onnxruntime can run it for FP16 parity on a CPU.
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = copy.deepcopy(module).half().eval()
+
+    def forward(self, x: torch.Tensor):
+        out = self.module(x.half())
+        if isinstance(out, torch.Tensor):
+            return out.float()
+        return tuple(o.float() for o in out)
 
 
 def check_onnx(

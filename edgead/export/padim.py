@@ -13,7 +13,7 @@ from edgead.models.padim import statistics_bytes
 from edgead.models.saved import SavedModel
 
 
-def export(saved: SavedModel, out: str | Path, overwrite: bool = False) -> Path:
+def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bool = True) -> Path:
     model = saved.model
     positions, d = model.mean.shape
 
@@ -44,5 +44,12 @@ def export(saved: SavedModel, out: str | Path, overwrite: bool = False) -> Path:
         )
 
     return export_bundle(
-        saved, out, overwrite, model.embedder, ["embedding"], write_artifacts, image_score="map_max"
+        saved,
+        out,
+        overwrite,
+        model.embedder,
+        ["embedding"],
+        write_artifacts,
+        image_score="map_max",
+        fp16=fp16,
     )

@@ -17,6 +17,7 @@ def export(
     overwrite: bool = False,
     index: str = "flat",
     nprobe: int = 8,
+    fp16: bool = True,
 ) -> Path:
     model = saved.model
     cfg = model.config
@@ -43,5 +44,12 @@ def export(
         else ParityTolerance(image_rocauc_points=1.0, pixel_rocauc_points=1.0, score_rel=0.1)
     )
     return export_bundle(
-        saved, out, overwrite, model.embedder, ["embedding"], write_artifacts, parity=parity
+        saved,
+        out,
+        overwrite,
+        model.embedder,
+        ["embedding"],
+        write_artifacts,
+        parity=parity,
+        fp16=fp16,
     )

@@ -16,7 +16,7 @@ from edgead.models.saved import SavedModel
 from edgead.models.spade import output_names
 
 
-def export(saved: SavedModel, out: str | Path, overwrite: bool = False) -> Path:
+def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bool = True) -> Path:
     model = saved.model
     cfg = model.config
     names = output_names(model.n_layers)
@@ -47,4 +47,4 @@ def export(saved: SavedModel, out: str | Path, overwrite: bool = False) -> Path:
             },
         )
 
-    return export_bundle(saved, out, overwrite, model.embedder, names, write_artifacts)
+    return export_bundle(saved, out, overwrite, model.embedder, names, write_artifacts, fp16=fp16)

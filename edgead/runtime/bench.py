@@ -121,14 +121,12 @@ def run_bench(
     device: str | None = None,
     warmup: int = 5,
     iterations: int = 30,
+    precision: str = "fp32",
 ) -> BenchReport:
     b = open_bundle(bundle)
     images, paths = load_images(data, b)
     spec = b.manifest.input
-    with Pipeline(b, backend, device) as pipe:
-        precision = (
-            next(a.precision for a in b.manifest.artifacts if a.role == "backbone") or "fp32"
-        )
+    with Pipeline(b, backend, device, precision) as pipe:
         report = BenchReport(
             str(bundle),
             b.manifest.detector,

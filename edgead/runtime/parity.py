@@ -92,7 +92,7 @@ def _row(
 
 def golden_rows(pipeline: Pipeline) -> list[ParityRow]:
     bundle = pipeline.bundle
-    tol = bundle.manifest.parity
+    tol = bundle.manifest.parity.for_precision(pipeline.precision)
     with np.load(bundle.path("golden")) as g:
         golden = {k: g[k] for k in g.files}
     graph = bundle.manifest.graph
@@ -139,6 +139,7 @@ def dataset_rows(
 
     bundle = pipeline.bundle
     m = bundle.manifest
+    tol = m.parity.for_precision(pipeline.precision)
     dataset = open_dataset(data)
     samples = dataset.test_samples()
     if not samples:
@@ -191,17 +192,17 @@ def dataset_rows(
             "image ROCAUC",
             _pct(orig.image_rocauc),
             _pct(got.image_rocauc),
-            m.parity.image_rocauc_points,
+            tol.image_rocauc_points,
             "points",
         ),
         _row(
             "pixel ROCAUC",
             _pct(orig.pixel_rocauc),
             _pct(got.pixel_rocauc),
-            m.parity.pixel_rocauc_points,
+            tol.pixel_rocauc_points,
             "points",
         ),
-        _row("AUPRO", _pct(orig.aupro), _pct(got.aupro), m.parity.pixel_rocauc_points, "points"),
+        _row("AUPRO", _pct(orig.aupro), _pct(got.aupro), tol.pixel_rocauc_points, "points"),
     ]
     if bundle.has("reference_scores"):
         ref = read_reference_scores(bundle.path("reference_scores"))
@@ -220,9 +221,9 @@ def dataset_rows(
                     None,
                     None,
                     rel,
-                    m.parity.score_rel,
+                    tol.score_rel,
                     "of range",
-                    rel <= m.parity.score_rel,
+                    rel <= tol.score_rel,
                 )
             )
     return rows
@@ -239,10 +240,11 @@ def run_parity(
     device: str | None = None,
     batch_size: int = 1,
     quiet: bool = False,
+    precision: str = "fp32",
 ) -> ParityReport:
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-    with Pipeline(bundle, backend, device) as pipeline:
-        report = ParityReport(str(bundle.root), pipeline.backend.describe())
+    with Pipeline(bundle, backend, device, precision) as pipeline:
+        report = ParityReport(str(bundle.root), f"{pipeline.backend.describe()} {precision}")
         report.rows += golden_rows(pipeline)
         if data is not None:
             report.rows += dataset_rows(pipeline, Path(data), report, batch_size, quiet)

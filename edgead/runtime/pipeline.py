@@ -10,7 +10,7 @@ import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
 from edgead.data.images import read_image
-from edgead.errors import ImageDecodeError
+from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
 from edgead.runtime.preprocess import preprocess
@@ -34,16 +34,34 @@ class Failure:
     error: str
 
 
+def graph_path(bundle: Bundle, precision: str) -> Path:
+    """The bundle's graph at ``precision``: fp32 (backbone.onnx) or fp16 (backbone_fp16.onnx)."""
+    role = {"fp32": "backbone", "fp16": "backbone_fp16"}.get(precision)
+    if role is None:
+        raise BundleError(f"unknown precision {precision!r}: fp32 or fp16")
+    if not bundle.has(role):
+        raise BundleError(
+            f"{bundle.root}: no {precision} graph in this bundle; "
+            "re-export it with `edgead export <detector> ... --fp16`"
+        )
+    return bundle.path(role)
+
+
 class Pipeline:
     """Load a bundle once; predict on RGB uint8 images or image files."""
 
     def __init__(
-        self, bundle: Bundle | str | Path, backend: str = "onnxruntime", device: str | None = None
+        self,
+        bundle: Bundle | str | Path,
+        backend: str = "onnxruntime",
+        device: str | None = None,
+        precision: str = "fp32",
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         m = self.bundle.manifest
         self.spec = m.input
-        self.backend: Backend = create_backend(backend, self.bundle.path("backbone"), device)
+        self.precision = precision
+        self.backend: Backend = create_backend(backend, graph_path(self.bundle, precision), device)
         self.backend.activate()
         self.scorer = load_scorer(self.bundle)
         self.input_name = m.graph.input_name
