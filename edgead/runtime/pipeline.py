@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
+from edgead.bundle.manifest import Artifact
 from edgead.data.images import read_image
 from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
@@ -34,17 +35,29 @@ class Failure:
     error: str
 
 
-def graph_path(bundle: Bundle, precision: str) -> Path:
-    """The bundle's graph at ``precision``: fp32 (backbone.onnx) or fp16 (backbone_fp16.onnx)."""
-    role = {"fp32": "backbone", "fp16": "backbone_fp16"}.get(precision)
+# which artifact each backend runs, per precision
+GRAPH_ROLES = {
+    "onnxruntime": {"fp32": "backbone", "fp16": "backbone_fp16"},
+    "tensorrt": {"fp32": "engine_fp32", "fp16": "engine_fp16"},
+}
+
+
+def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
+    """The artifact a backend runs at ``precision``, or an error that says how to make it."""
+    roles = GRAPH_ROLES.get(backend, GRAPH_ROLES["onnxruntime"])
+    role = roles.get(precision)
     if role is None:
         raise BundleError(f"unknown precision {precision!r}: fp32 or fp16")
     if not bundle.has(role):
-        raise BundleError(
-            f"{bundle.root}: no {precision} graph in this bundle; "
-            "re-export it with `edgead export <detector> ... --fp16`"
+        fix = (
+            f"`edgead build-engine {bundle.root} --precision {precision}`"
+            if backend == "tensorrt"
+            else "`edgead export <detector> ... --fp16`"
         )
-    return bundle.path(role)
+        raise BundleError(
+            f"{bundle.root}: no {precision} {backend} graph in this bundle; add it with {fix}"
+        )
+    return bundle.manifest.artifact(role)
 
 
 class Pipeline:
@@ -61,7 +74,10 @@ class Pipeline:
         m = self.bundle.manifest
         self.spec = m.input
         self.precision = precision
-        self.backend: Backend = create_backend(backend, graph_path(self.bundle, precision), device)
+        artifact = graph_artifact(self.bundle, backend, precision)
+        self.backend: Backend = create_backend(
+            backend, self.bundle.root / artifact.path, device, artifact.meta
+        )
         self.backend.activate()
         self.scorer = load_scorer(self.bundle)
         self.input_name = m.graph.input_name

@@ -25,9 +25,10 @@ class Backend(ABC):
 
     name: str = ""
 
-    def __init__(self, path: Path, device: str | None = None):
+    def __init__(self, path: Path, device: str | None = None, meta: dict | None = None):
         self.path = Path(path)
         self.device = device  # None means the backend's default
+        self.meta = meta  # the artifact's manifest metadata (engines: TensorRT version, GPU)
         self.is_active = False
 
     # -- public API -------------------------------------------------------------------------
@@ -102,9 +103,11 @@ def register_backend(name: str) -> Callable[[type[Backend]], type[Backend]]:
     return deco
 
 
-def create_backend(name: str, path: Path, device: str | None = None) -> Backend:
+def create_backend(
+    name: str, path: Path, device: str | None = None, meta: dict | None = None
+) -> Backend:
     from edgead.runtime import backends as _  # noqa: F401  (registers the built-ins)
 
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](path, device)
+    return BACKENDS[name](path, device, meta)

@@ -1,0 +1,128 @@
+"""Every exported graph of every detector builds into a TensorRT engine.
+
+In CI this uses TensorRT-RTX, whose builder runs without a GPU; with NVIDIA TensorRT installed
+the same code builds with it. Running engines needs a GPU: those tests skip without one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from edgead.bundle import open_bundle
+from edgead.cli import main
+from edgead.errors import BackendError, BundleError, EdgeadError
+from edgead.export.engine import current_gpu, tensorrt_module
+from edgead.models.registry import DETECTORS, get_detector
+from edgead.runtime import Pipeline
+
+get_detector("patchcore")
+NAMES = sorted(DETECTORS)
+
+try:
+    _, FLAVOUR = tensorrt_module()
+except EdgeadError:
+    FLAVOUR = None
+needs_builder = pytest.mark.skipif(
+    FLAVOUR is None, reason="no TensorRT or TensorRT-RTX installed (pip install 'edgead[trt]')"
+)
+needs_gpu = pytest.mark.skipif(
+    not current_gpu() or FLAVOUR is None, reason="running an engine needs a CUDA GPU and TensorRT"
+)
+
+
+@pytest.fixture(scope="module")
+def engine_bundles(fitted, tmp_path_factory):
+    """Each detector's bundle with FP16 and FP32 engines built by the CLI."""
+    if FLAVOUR is None:
+        pytest.skip("no TensorRT or TensorRT-RTX installed")
+    root = tmp_path_factory.mktemp("engines")
+    out = {}
+    for name in NAMES:
+        bundle = shutil.copytree(fitted.bundle(name), root / name)
+        result = CliRunner().invoke(main, ["-q", "build-engine", str(bundle), "--max-batch", "8"])
+        assert result.exit_code == 0, result.output
+        out[name] = bundle
+    return out
+
+
+@needs_builder
+@pytest.mark.parametrize("name", NAMES)
+def test_every_graph_builds(engine_bundles, name):
+    b = open_bundle(engine_bundles[name])  # verifies every checksum, engines included
+    for precision in ("fp16", "fp32"):
+        engine = b.manifest.artifact(f"engine_{precision}")
+        assert engine.precision == precision and engine.size > 100_000
+        assert engine.meta["tensorrt"] == FLAVOUR and engine.meta["max_batch"] == 8
+        assert engine.meta["inputs"] == [b.manifest.graph.input_name]
+    # a strongly typed FP16 build holds FP16 weights: well under the FP32 engine's size
+    assert b.manifest.artifact("engine_fp16").size < 0.75 * b.manifest.artifact("engine_fp32").size
+
+
+@needs_builder
+def test_tampered_engine_is_refused(engine_bundles, tmp_path):
+    copy = shutil.copytree(engine_bundles["patchcore"], tmp_path / "b")
+    engine = copy / "engines" / "backbone_fp16.engine"
+    engine.write_bytes(engine.read_bytes()[:-10])
+    with pytest.raises(BundleError, match="truncated or replaced"):
+        open_bundle(copy)
+
+
+@needs_builder
+def test_engine_from_another_tensorrt_is_refused_with_the_fix(engine_bundles, tmp_path):
+    copy = shutil.copytree(engine_bundles["padim"], tmp_path / "b")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["role"] == "engine_fp16":
+            a["meta"]["tensorrt_version"] = "9.0.0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BackendError, match=r"built with TensorRT 9\.0\.0.*edgead build-engine"):
+        Pipeline(copy, backend="tensorrt", precision="fp16")
+
+
+def test_missing_engine_says_how_to_build_it(fitted):
+    with pytest.raises(BundleError, match="edgead build-engine"):
+        Pipeline(fitted.bundle("patchcore"), backend="tensorrt")
+
+
+@needs_builder
+@pytest.mark.skipif(bool(current_gpu()), reason="checks the refusal on a machine without a GPU")
+def test_tensorrt_backend_refuses_without_gpu(engine_bundles):
+    with pytest.raises(BackendError, match="no CUDA GPU here"):
+        Pipeline(engine_bundles["patchcore"], backend="tensorrt", precision="fp16")
+
+
+@needs_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_engine_parity_on_gpu(engine_bundles, name, synthetic_data):
+    from edgead.runtime.parity import run_parity
+
+    for precision in ("fp32", "fp16"):
+        report = run_parity(
+            engine_bundles[name], synthetic_data, "tensorrt", quiet=True, precision=precision
+        )
+        assert report.passed, report.table()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fp16_graph_scores_like_fp32(fitted, name, synthetic_data):
+    """FP16 on onnxruntime (CPU): golden outputs and every image's score within FP16 tolerance.
+
+    The synthetic test set has only 18 images, where one swapped pair moves ROCAUC by 1.4
+    points; the FP16 ROCAUC tolerance (0.5 points) is checked on the real data (README).
+    """
+    from edgead.runtime.parity import run_parity
+
+    report = run_parity(fitted.bundle(name), synthetic_data, quiet=True, precision="fp16")
+    rows = {r.check.split(" (")[0]: r for r in report.rows}
+    assert "fp16" in report.backend
+    for check, row in rows.items():
+        if check.startswith("golden") or check == "per-image score":
+            assert row.ok, report.table()
+    assert rows["per-image score"].diff > 0  # it really ran the FP16 graph
