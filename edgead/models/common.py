@@ -76,6 +76,27 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(out, kernel.view(1, 1, k, 1))
 
 
+def anomaly_map(patch: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """(B, h, w) patch scores -> (B, H, W) maps: bilinear upsampling, then Gaussian blur."""
+    amap = F.interpolate(patch[:, None], size=size, mode="bilinear", align_corners=False)
+    return gaussian_blur(amap, sigma)[:, 0]
+
+
+def input_spec(config) -> InputSpec:
+    """The input contract of a config with ``backbone`` and ``image_size``: the backbone's
+    pretrained normalization at the configured size."""
+    from edgead.models.backbones import backbone_info
+
+    info = backbone_info(config.backbone)
+    return InputSpec(config.image_size[0], config.image_size[1], mean=info.mean, std=info.std)
+
+
+def infer(model: torch.nn.Module, batch: torch.Tensor):
+    """Preprocessed batch -> (image scores (B,), anomaly maps (B, H, W)) as numpy."""
+    out = model(batch)
+    return out["image_score"].numpy(), out["anomaly_map"].numpy()
+
+
 def adaptive_pool_matrix(in_dim: int, out_dim: int) -> torch.Tensor:
     """The (out_dim, in_dim) matrix of ``adaptive_avg_pool1d`` over channels.
 

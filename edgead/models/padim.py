@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgead.bundle.manifest import InputSpec
 from edgead.errors import EdgeadError
-from edgead.models.backbones import backbone_info, create_feature_backbone, layers_at
-from edgead.models.common import batched_inputs, gaussian_blur
+from edgead.models.backbones import create_feature_backbone, layers_at
+from edgead.models.common import anomaly_map, batched_inputs, input_spec
 from edgead.models.config import ConfigMixin
 from edgead.runtime.memory import available_bytes, human
 
@@ -81,10 +80,7 @@ class PadimModel(nn.Module):
         delta = emb.reshape(b, h * w, d) - self.mean
         z = torch.matmul(self.whitening, delta.permute(1, 2, 0))  # (P, d, B), one bmm
         patch = torch.linalg.vector_norm(z, dim=1).T.reshape(b, h, w)
-        amap = F.interpolate(
-            patch[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
-        )
-        amap = gaussian_blur(amap, self.config.blur_sigma)[:, 0]
+        amap = anomaly_map(patch, x.shape[-2:], self.config.blur_sigma)
         return {
             "embedding": emb,
             "patch_scores": patch,
@@ -95,11 +91,6 @@ class PadimModel(nn.Module):
 
 def default_features(config: PadimConfig) -> int:
     return config.n_features or (550 if config.backbone == "wide_resnet50_2" else 100)
-
-
-def input_spec(config: PadimConfig) -> InputSpec:
-    info = backbone_info(config.backbone)
-    return InputSpec(config.image_size[0], config.image_size[1], mean=info.mean, std=info.std)
 
 
 def build_embedder(config: PadimConfig, weights: str | None) -> tuple[PadimEmbedder, dict]:
@@ -186,8 +177,3 @@ def rebuild(config: PadimConfig, state: dict[str, torch.Tensor]) -> PadimModel:
     )
     model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-def infer(model: PadimModel, batch: torch.Tensor):
-    out = model(batch)
-    return out["image_score"].numpy(), out["anomaly_map"].numpy()

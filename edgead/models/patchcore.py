@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgead.bundle.manifest import InputSpec
-from edgead.models.backbones import backbone_info, create_feature_backbone
+from edgead.models.backbones import create_feature_backbone
 from edgead.models.common import (
     adaptive_pool_matrix,
+    anomaly_map,
     batched_inputs,
-    gaussian_blur,
+    input_spec,
     k_center_greedy,
 )
 from edgead.models.config import ConfigMixin
@@ -112,10 +112,7 @@ class PatchCoreModel(nn.Module):
             patch_scores.append(dist.reshape(h, w))
             image_scores.append(self.image_score(flat, dist, idx))
         patch = torch.stack(patch_scores)
-        amap = F.interpolate(
-            patch[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
-        )
-        amap = gaussian_blur(amap, self.config.blur_sigma)[:, 0]
+        amap = anomaly_map(patch, x.shape[-2:], self.config.blur_sigma)
         return {
             "embedding": emb,
             "patch_scores": patch,
@@ -136,13 +133,6 @@ def build_embedder(config: PatchCoreConfig, weights: str | None) -> tuple[PatchE
         "channels": channels,
         "weights": source,
     }
-
-
-def input_spec(config: PatchCoreConfig) -> InputSpec:
-    info = backbone_info(config.backbone)
-    return InputSpec(
-        height=config.image_size[0], width=config.image_size[1], mean=info.mean, std=info.std
-    )
 
 
 @torch.no_grad()
@@ -192,9 +182,3 @@ def rebuild(config: PatchCoreConfig, state: dict[str, torch.Tensor]) -> PatchCor
     model = PatchCoreModel(embedder, torch.empty_like(state["memory_bank"]), config)
     model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-def infer(model: PatchCoreModel, batch: torch.Tensor):
-    """Preprocessed batch -> (image scores (B,), anomaly maps (B, H, W)) as numpy."""
-    out = model(batch)
-    return out["image_score"].numpy(), out["anomaly_map"].numpy()

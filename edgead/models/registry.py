@@ -50,6 +50,7 @@ def _load_builtins() -> None:
     from edgead.export import patchcore as export_patchcore
     from edgead.export import spade as export_spade
     from edgead.models import padim, patchcore, spade
+    from edgead.models.common import infer, input_spec
 
     for name, model, exporter, config in (
         ("patchcore", patchcore, export_patchcore, patchcore.PatchCoreConfig),
@@ -62,8 +63,8 @@ def _load_builtins() -> None:
                 config,
                 model.fit,
                 model.rebuild,
-                model.input_spec,
-                model.infer,
+                input_spec,
+                infer,
                 exporter.export,
             )
         )

@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgead.bundle.manifest import InputSpec
 from edgead.errors import EdgeadError
-from edgead.models.backbones import backbone_info, create_feature_backbone, layers_at
-from edgead.models.common import batched_inputs, gaussian_blur
+from edgead.models.backbones import create_feature_backbone, layers_at
+from edgead.models.common import anomaly_map, batched_inputs, input_spec
 from edgead.models.config import ConfigMixin
 from edgead.runtime.memory import human
 
@@ -97,10 +96,7 @@ class SpadeModel(nn.Module):
                 per_layer.append(F.interpolate(d, size=grid, mode="bilinear", align_corners=False))
             patch.append(torch.cat(per_layer).mean(0)[0])
         patch = torch.stack(patch)
-        amap = F.interpolate(
-            patch[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False
-        )
-        amap = gaussian_blur(amap, self.config.blur_sigma)[:, 0]
+        amap = anomaly_map(patch, x.shape[-2:], self.config.blur_sigma)
         out = {f"features_{i}": m for i, m in enumerate(maps)}
         return out | {
             "pooled": pooled,
@@ -108,11 +104,6 @@ class SpadeModel(nn.Module):
             "image_score": image_scores,
             "anomaly_map": amap,
         }
-
-
-def input_spec(config: SpadeConfig) -> InputSpec:
-    info = backbone_info(config.backbone)
-    return InputSpec(config.image_size[0], config.image_size[1], mean=info.mean, std=info.std)
 
 
 def build_embedder(config: SpadeConfig, weights: str | None) -> tuple[SpadeEmbedder, dict]:
@@ -172,8 +163,3 @@ def rebuild(config: SpadeConfig, state: dict[str, torch.Tensor]) -> SpadeModel:
     model = SpadeModel(embedder, torch.empty_like(state["train_pooled"]), gallery, config)
     model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-def infer(model: SpadeModel, batch: torch.Tensor):
-    out = model(batch)
-    return out["image_score"].numpy(), out["anomaly_map"].numpy()

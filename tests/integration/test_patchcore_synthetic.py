@@ -32,7 +32,13 @@ def test_fitted_model_separates_defects(saved_patchcore):
 def test_bundle_contents(patchcore_bundle, saved_patchcore):
     b = open_bundle(patchcore_bundle)
     m = b.manifest
-    assert {a.role for a in m.artifacts} == {"backbone", "index", "golden", "reference_scores"}
+    assert {a.role for a in m.artifacts} == {
+        "backbone",
+        "backbone_fp16",
+        "index",
+        "golden",
+        "reference_scores",
+    }
     assert m.detector == "patchcore" and m.scorer.kind == "knn"
     assert (m.input.height, m.input.width) == (128, 128)
     assert m.graph.output_shapes["embedding"] == ["batch", 16, 16, 152]
