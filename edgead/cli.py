@@ -346,7 +346,6 @@ def run(
     from tqdm.auto import tqdm
 
     from edgead.data.datasets import folder_samples
-    from edgead.data.images import read_image
     from edgead.runtime import Failure, Pipeline
     from edgead.runtime.postprocess import overlay
     from edgead.runtime.timing import STAGES, LatencyStats
@@ -405,10 +404,9 @@ def run(
                         .relative_to(root.resolve() if root.is_dir() else root.resolve().parent)
                     )
                     target = out_dir / "overlays" / ("__".join(name.with_suffix(".png").parts))
-                    image = read_image(r.source)
                     cv2.imwrite(
                         str(target),
-                        overlay(image, r.anomaly_map, pipeline.bundle.manifest.normalization),
+                        overlay(r.image, r.anomaly_map, pipeline.bundle.manifest.normalization),
                     )
             if writer:
                 writer.writerow(row)

@@ -27,6 +27,7 @@ class Prediction:
     anomaly_map: np.ndarray  # (H, W) float32 at the model's input size
     timings_ms: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    image: np.ndarray | None = None  # the decoded input (predict_files), for overlays
 
 
 @dataclass
@@ -142,7 +143,10 @@ class Pipeline:
 
         def flush() -> Iterator[Prediction]:
             nonlocal timer
-            yield from self.predict([im for _, im in pending], timer, [s for s, _ in pending])
+            results = self.predict([im for _, im in pending], timer, [s for s, _ in pending])
+            for result, (_, image) in zip(results, pending, strict=True):
+                result.image = image
+            yield from results
             pending.clear()
             timer = StageTimer(self.backend.synchronize)
 
