@@ -33,7 +33,9 @@ def bundles(bench_data, tmp_path_factory) -> dict[str, Path]:
 
     saved = fit_detector("patchcore", bench_data, PatchCoreConfig(coreset_ratio=0.25), quiet=True)
     root = tmp_path_factory.mktemp("bench-bundles")
-    return {kind: export_model(saved, root / kind, index=kind) for kind in ("flat", "ivfpq")}
+    bundles = {kind: export_model(saved, root / kind, index=kind) for kind in ("flat", "ivfpq")}
+    bundles["graph"] = export_model(saved, root / "graph", search="graph")
+    return bundles
 
 
 @pytest.fixture(scope="session")

@@ -48,5 +48,7 @@ def test_postprocess(benchmark, pipelines):
     benchmark(anomaly_map, patch, pipelines["flat"].bundle.manifest.postprocess)
 
 
-def test_end_to_end(benchmark, pipelines, image):
-    benchmark(pipelines["flat"].predict, [image])
+@pytest.mark.parametrize("kind", ["flat", "ivfpq", "graph"])
+def test_end_to_end(benchmark, pipelines, image, kind):
+    """Image to map; "graph" has the exact search inside the ONNX graph."""
+    benchmark(pipelines[kind].predict, [image])

@@ -147,11 +147,19 @@ EXPORT_OPTIONS: dict[str, list] = {
             help="faiss index: exact flat L2, or IVF-PQ for big memory banks.",
         ),
         click.option("--nprobe", default=8, show_default=True, help="IVF lists searched (ivfpq)."),
+        click.option(
+            "--search",
+            type=click.Choice(["faiss", "graph"]),
+            default="faiss",
+            show_default=True,
+            help="faiss: memory bank searched by faiss at run time; graph: exact search "
+            "folded into the ONNX graph / engine (matrix product + min).",
+        ),
     ],
 }
 
 EXPORT_OPTION_NAMES = {
-    "patchcore": ("index", "nprobe", "fp16"),
+    "patchcore": ("index", "nprobe", "fp16", "search"),
     "padim": ("fp16",),
     "spade": ("fp16",),
 }

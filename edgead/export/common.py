@@ -65,6 +65,7 @@ def export_bundle(
     image_score: str = "scorer",
     parity: ParityTolerance | None = None,
     fp16: bool = True,
+    fp16_module: torch.nn.Module | None = None,
 ) -> Path:
     """The steps every detector's export shares, around its own ``write_artifacts``.
 
@@ -81,7 +82,8 @@ def export_bundle(
         export_onnx(module, golden[:1], onnx_path, output_names=output_names)
         check = check_onnx(onnx_path, module, saved.golden_inputs)
         if fp16:
-            half = HalfPrecision(module)
+            # default: the whole graph in FP16; a detector may keep parts of it in FP32
+            half = fp16_module if fp16_module is not None else HalfPrecision(module)
             export_onnx(
                 half, golden[:1], writer.path("backbone_fp16.onnx"), output_names=output_names
             )

@@ -4,11 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ParityTolerance, ScorerSpec
+from edgead.errors import EdgeadError
 from edgead.export.common import export_bundle
 from edgead.export.faiss_index import build_index, write_index
+from edgead.export.onnx import HalfPrecision
 from edgead.models.saved import SavedModel
+
+
+class GraphSearch(nn.Module):
+    """The embedder plus exact nearest-neighbour search against the memory bank, in one graph.
+
+    Distances are assembled as |x|^2 - 2 x.y + |y|^2 in FP32 (also behind an FP16 embedder:
+    that sum cancels badly in FP16), clamped at 0, minimised over the bank: (B, h, w) patch
+    scores. One matrix product per batch: what a GPU engine does best.
+    """
+
+    def __init__(self, embedder: nn.Module, bank: torch.Tensor):
+        super().__init__()
+        self.embedder = embedder
+        self.register_buffer("bank_t", bank.T.contiguous().float())  # (D, M)
+        self.register_buffer("bank_sq", (bank.float() ** 2).sum(1))  # (M,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb = self.embedder(x).float()
+        b, h, w, d = emb.shape
+        flat = emb.reshape(-1, d)
+        d2 = (flat * flat).sum(1, keepdim=True) - 2.0 * (flat @ self.bank_t) + self.bank_sq
+        return torch.sqrt(torch.clamp(d2.min(dim=1).values, min=0.0)).reshape(b, h, w)
 
 
 def export(
@@ -18,8 +45,13 @@ def export(
     index: str = "flat",
     nprobe: int = 8,
     fp16: bool = True,
+    search: str = "faiss",
 ) -> Path:
     model = saved.model
+    if search == "graph":
+        return export_graph_search(saved, out, overwrite, fp16)
+    if search != "faiss":
+        raise EdgeadError(f"unknown search {search!r}: faiss or graph")
     cfg = model.config
     exact = index == "flat"
 
@@ -52,4 +84,30 @@ def export(
         write_artifacts,
         parity=parity,
         fp16=fp16,
+    )
+
+
+def export_graph_search(saved: SavedModel, out: str | Path, overwrite: bool, fp16: bool) -> Path:
+    """PatchCore with the search inside the graph: no faiss at run time."""
+    model = saved.model
+    if model.config.reweight:
+        raise EdgeadError("--search graph computes plain max patch scores; drop --reweight")
+    bank = model.memory_bank
+    graph = GraphSearch(model.embedder, bank).eval()
+
+    def write_artifacts(writer: BundleWriter) -> ScorerSpec:
+        return ScorerSpec(
+            "patch_scores",
+            {"output": "patch_scores", "search": "in-graph exact", "memory_bank": list(bank.shape)},
+        )
+
+    return export_bundle(
+        saved,
+        out,
+        overwrite,
+        graph,
+        ["patch_scores"],
+        write_artifacts,
+        fp16=fp16,
+        fp16_module=GraphSearch(HalfPrecision(model.embedder), bank).eval(),
     )

@@ -171,3 +171,23 @@ def test_demo_runs(tmp_path):
     result = cli("demo", "--workdir", tmp_path)
     assert result.exit_code == 0, result.output
     assert "demo passed" in result.output and "search" in result.output
+
+
+def test_search_folded_into_the_graph(saved_patchcore, synthetic_data, tmp_path):
+    """--search graph: exact kNN inside the ONNX graph; same scores, FP16 graph included."""
+    from edgead.errors import EdgeadError
+    from edgead.workflows import export_model
+
+    bundle = export_model(saved_patchcore, tmp_path / "graph", search="graph")
+    m = open_bundle(bundle).manifest
+    assert m.scorer.kind == "patch_scores" and not m.has_artifact("index")
+    assert m.graph.output_names == ["patch_scores"]
+    for precision in ("fp32", "fp16"):
+        report = run_parity(bundle, synthetic_data, quiet=True, precision=precision)
+        assert report.passed, report.table()
+    saved_patchcore.model.config.reweight = True
+    try:
+        with pytest.raises(EdgeadError, match="drop --reweight"):
+            export_model(saved_patchcore, tmp_path / "no", search="graph")
+    finally:
+        saved_patchcore.model.config.reweight = False
