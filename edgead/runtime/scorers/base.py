@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,20 @@ class Scorer(ABC):
 
     @abstractmethod
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput: ...
+
+
+def read_index(bundle: Bundle, dim: int, role: str = "index") -> Any:
+    """The bundle's faiss index, checked against the feature dimension it will be searched with."""
+    import faiss
+
+    path = bundle.path(role)
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise BundleError(f"{path}: faiss cannot read the index ({exc})") from exc
+    if index.d != dim:
+        raise BundleError(f"{path}: index dimension {index.d} != graph output dimension {dim}")
+    return index
 
 
 SCORERS: dict[str, Callable[[Bundle], Scorer]] = {}

@@ -6,8 +6,7 @@ import faiss
 import numpy as np
 
 from edgead.bundle.io import Bundle
-from edgead.errors import BundleError
-from edgead.runtime.scorers.base import Scorer, ScorerOutput, register_scorer
+from edgead.runtime.scorers.base import Scorer, ScorerOutput, read_index, register_scorer
 
 
 @register_scorer("knn")
@@ -26,15 +25,8 @@ class KnnScorer(Scorer):
 
     @classmethod
     def load(cls, bundle: Bundle) -> KnnScorer:
-        path = bundle.path("index")
-        try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
-            raise BundleError(f"{path}: faiss cannot read the index ({exc})") from exc
         p = bundle.manifest.scorer.params
-        dim = bundle.manifest.graph.output_shapes[p["output"]][-1]
-        if index.d != dim:
-            raise BundleError(f"{path}: index dimension {index.d} != graph output dimension {dim}")
+        index = read_index(bundle, bundle.manifest.graph.output_shapes[p["output"]][-1])
         if "nprobe" in p:
             faiss.extract_index_ivf(index).nprobe = int(p["nprobe"])
         return cls(index, p["output"], bool(p.get("reweight", False)), int(p.get("neighbors", 9)))

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgead.bundle.io import Bundle
 from edgead.errors import BundleError
-from edgead.runtime.scorers.base import Scorer, ScorerOutput, register_scorer
+from edgead.runtime.scorers.base import Scorer, ScorerOutput, read_index, register_scorer
 
 
 @register_scorer("spade")
@@ -33,12 +33,8 @@ class SpadeScorer(Scorer):
     @classmethod
     def load(cls, bundle: Bundle) -> SpadeScorer:
         p = bundle.manifest.scorer.params
-        index_path = bundle.path("index")
-        try:
-            index = faiss.read_index(str(index_path))
-        except RuntimeError as exc:
-            raise BundleError(f"{index_path}: faiss cannot read the index ({exc})") from exc
         shapes = bundle.manifest.graph.output_shapes
+        index = read_index(bundle, shapes[p["pooled"]][-1])
         galleries = []
         for i, name in enumerate(p["outputs"]):
             path = bundle.path(f"gallery_{i}")
@@ -56,8 +52,6 @@ class SpadeScorer(Scorer):
                     f"{name} {shapes[name]} and {index.ntotal} training images"
                 )
             galleries.append(gallery)
-        if index.d != shapes[p["pooled"]][-1]:
-            raise BundleError(f"{index_path}: index dim {index.d} != pooled feature dim")
         return cls(index, galleries, p["outputs"], p["pooled"], int(p["k"]), int(p["gallery_k"]))
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
