@@ -366,6 +366,7 @@ def run(
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     stats = LatencyStats()
     n_bad = 0
+    verdicts: dict[str, int] = {}
     results_path = out_dir / f"results.{fmt}"
     fields = [
         "path",
@@ -396,6 +397,7 @@ def run(
                 row = {"path": r.source, "error": r.error}
             else:
                 stats.add(r.timings_ms)
+                verdicts[r.label or "no threshold"] = verdicts.get(r.label or "no threshold", 0) + 1
                 row = {
                     "path": r.source,
                     "score": f"{r.image_score:.6g}",
@@ -422,7 +424,10 @@ def run(
                 f.write(json.dumps(row) + "\n")
             f.flush()
         backend_name = pipeline.backend.describe()
-    click.echo(f"{len(stats)} images scored, {n_bad} skipped -> {results_path}")
+    counts = ", ".join(f"{n} {label}" for label, n in sorted(verdicts.items()))
+    click.echo(
+        f"{len(stats)} images scored ({counts or 'none'}), {n_bad} skipped -> {results_path}"
+    )
     if len(stats):
         click.echo(stats.table(f"per-stage latency ({backend_name}, batch {batch}, ms per image)"))
 
