@@ -55,6 +55,32 @@ def write_golden(writer: BundleWriter, arrays: dict[str, np.ndarray]) -> None:
     writer.add("golden.npz", role="golden", fmt="npz", keys=sorted(arrays))
 
 
+def write_graph(
+    writer: BundleWriter,
+    name: str,
+    role: str,
+    precision: str,
+    graph: torch.nn.Module,
+    reference: torch.nn.Module,
+    saved: Any,
+    output_names: list[str],
+    rel_tol: float,
+) -> None:
+    """Export ``graph`` to ONNX, check it in onnxruntime against the FP32 ``reference`` module
+    on the golden inputs (raises beyond ``rel_tol``), and register it in the bundle."""
+    path = writer.path(name)
+    export_onnx(graph, torch.from_numpy(saved.golden_inputs[:1]), path, output_names=output_names)
+    check = check_onnx(path, reference, saved.golden_inputs, rel_tol=rel_tol)
+    writer.add(
+        name,
+        role=role,
+        fmt="onnx",
+        precision=precision,
+        opset=OPSET,
+        check_max_rel=check["max_rel"],
+    )
+
+
 def export_bundle(
     saved: Any,
     out: str | Path,
@@ -78,37 +104,23 @@ def export_bundle(
     with torch.no_grad():
         ref = model(golden)
     with write_bundle(out, overwrite) as writer:
-        onnx_path = writer.path("backbone.onnx")
-        export_onnx(module, golden[:1], onnx_path, output_names=output_names)
-        check = check_onnx(onnx_path, module, saved.golden_inputs)
+        write_graph(
+            writer, "backbone.onnx", "backbone", "fp32", module, module, saved, output_names, 1e-3
+        )
         if fp16:
             # default: the whole graph in FP16; a detector may keep parts of it in FP32
             half = fp16_module if fp16_module is not None else HalfPrecision(module)
-            export_onnx(
-                half, golden[:1], writer.path("backbone_fp16.onnx"), output_names=output_names
-            )
-            check16 = check_onnx(
-                writer.path("backbone_fp16.onnx"),
-                module,
-                saved.golden_inputs,
-                rel_tol=FP16_EXPORT_TOLERANCE,
-            )
-            writer.add(
+            write_graph(
+                writer,
                 "backbone_fp16.onnx",
-                role="backbone_fp16",
-                fmt="onnx",
-                precision="fp16",
-                opset=OPSET,
-                check_max_rel=check16["max_rel"],
+                "backbone_fp16",
+                "fp16",
+                half,
+                module,
+                saved,
+                output_names,
+                FP16_EXPORT_TOLERANCE,
             )
-        writer.add(
-            "backbone.onnx",
-            role="backbone",
-            fmt="onnx",
-            precision="fp32",
-            opset=OPSET,
-            check_max_rel=check["max_rel"],
-        )
         scorer = write_artifacts(writer)
         write_golden(
             writer,

@@ -28,8 +28,19 @@ def pixel_rocauc(masks: Sequence[np.ndarray], maps: Sequence[np.ndarray]) -> flo
     """ROCAUC over every pixel of every image; masks and maps must have equal shapes."""
     if not masks:
         return None
+    return _flat_rocauc(*_flatten(masks, maps))
+
+
+def _flatten(
+    masks: Sequence[np.ndarray], maps: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel of every image as (labels, scores) vectors."""
     y = np.concatenate([np.asarray(m).ravel() > 0 for m in masks])
     s = np.concatenate([np.asarray(a, np.float32).ravel() for a in maps])
+    return y, s
+
+
+def _flat_rocauc(y: np.ndarray, s: np.ndarray) -> float | None:
     if y.all() or not y.any():
         return None
     return float(roc_auc_score(y, s))
@@ -107,11 +118,10 @@ def summarize(
         thr, f1 = f1_optimal_threshold(labels, scores)
     pix_auc = pro = pix_thr = None
     if masks is not None and maps is not None and len(masks) == len(maps) and masks:
-        pix_auc = pixel_rocauc(masks, maps)
+        y, s = _flatten(masks, maps)  # once: millions of pixels
+        pix_auc = _flat_rocauc(y, s)
         pro = aupro(masks, maps)
         if pix_auc is not None:
-            y = np.concatenate([np.asarray(m).ravel() > 0 for m in masks])
-            s = np.concatenate([np.asarray(a, np.float32).ravel() for a in maps])
             # subsample pixels for the threshold: the F1 curve over millions of pixels is slow
             step = max(1, len(y) // 2_000_000)
             pix_thr, _ = f1_optimal_threshold(y[::step], s[::step])
