@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -32,10 +32,13 @@ class StageTimer:
 
 
 class LatencyStats:
-    """Collects per-image stage timings and summarizes them (median, p90, p99, mean)."""
+    """Collects per-image stage timings and summarizes them (median, p90, p99, mean).
 
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = defaultdict(list)
+    ``window``: keep only the last N images (a server's rolling figures); None keeps all.
+    """
+
+    def __init__(self, window: int | None = None) -> None:
+        self.samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
 
     def add(self, ms: dict[str, float]) -> None:
         for stage, value in ms.items():
@@ -50,7 +53,7 @@ class LatencyStats:
         order += [s for s in self.samples if s not in order]
         out = {}
         for stage in order:
-            v = np.asarray(self.samples[stage])
+            v = np.asarray(self.samples[stage], dtype=np.float64)
             out[stage] = {
                 "p50": float(np.median(v)),
                 "p90": float(np.percentile(v, 90)),

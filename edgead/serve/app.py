@@ -1,0 +1,224 @@
+"""The web side of ``edgead serve`` (FastAPI on uvicorn).
+
+Routes: ``/`` the live page; ``/stream.mjpg`` the overlay as MJPEG; ``/api/status``;
+``/api/events`` and ``/api/events/{id}/{frame|overlay|map|record}``; ``POST /api/predict``
+(one image, multipart field ``file`` or the raw bytes as the body); ``/metrics`` (Prometheus);
+``/healthz``. With a token, every request must carry it: ``Authorization: Bearer T``, or
+``?token=T`` (the page passes it on to its stream and API calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from edgead.errors import ImageDecodeError
+from edgead.serve.service import Service
+
+log = logging.getLogger("edgead.serve")
+
+MAX_UPLOAD_BYTES = 20 << 20
+BOUNDARY = "edgeadframe"
+
+
+class UploadTooLargeError(Exception):
+    pass
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+class Guard:
+    """ASGI middleware: the token check, and the upload byte limit.
+
+    Written as plain ASGI (not BaseHTTPMiddleware) so the MJPEG stream is not buffered, and so
+    the byte limit applies while the body streams in, with or without a Content-Length.
+    """
+
+    def __init__(self, app, token: str | None, max_upload_bytes: int):
+        self.app = app
+        self.token = token
+        self.max_upload_bytes = max_upload_bytes
+
+    def _authorized(self, scope) -> bool:
+        if not self.token:
+            return True
+        headers = dict(scope.get("headers") or [])
+        given = ""
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not given:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            given = (query.get("token") or [""])[0]
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if not self._authorized(scope):
+            return await _send_json(
+                send,
+                401,
+                {"error": "missing or wrong token (Authorization: Bearer ... or ?token=)"},
+            )
+        if scope["method"] in ("POST", "PUT"):
+            headers = dict(scope.get("headers") or [])
+            declared = headers.get(b"content-length")
+            if (
+                declared is not None
+                and declared.isdigit()
+                and int(declared) > self.max_upload_bytes
+            ):
+                return await _send_json(send, 413, self._too_large())
+            received = 0
+            limit = self.max_upload_bytes
+
+            async def limited_receive():
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise UploadTooLargeError
+                return message
+
+            return await self.app(scope, limited_receive, send)
+        return await self.app(scope, receive, send)
+
+    def _too_large(self) -> dict:
+        return {"error": f"upload larger than the limit of {self.max_upload_bytes:,} bytes"}
+
+
+def _page() -> str:
+    return resources.files("edgead.serve").joinpath("static/index.html").read_text("utf-8")
+
+
+def create_app(
+    service: Service,
+    token: str | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    manage_service: bool = True,
+) -> FastAPI:
+    """The app around a service; with ``manage_service`` it starts and stops it (lifespan)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_service:
+            service.start()
+        try:
+            yield
+        finally:
+            service.begin_stop()
+            if manage_service:
+                await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="edgead serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(Guard, token=token, max_upload_bytes=max_upload_bytes)
+    page = _page()
+
+    @app.exception_handler(UploadTooLargeError)
+    async def too_large(request: Request, exc: UploadTooLargeError) -> JSONResponse:
+        return JSONResponse(
+            {"error": f"upload larger than the limit of {max_upload_bytes:,} bytes"}, 413
+        )
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        state = service.capture.snapshot()["state"]
+        return {"ok": not service.stopping, "source": state}
+
+    @app.get("/api/status")
+    async def status() -> dict:
+        return service.status()
+
+    @app.get("/api/events")
+    async def events() -> dict:
+        return {"events": service.events(), **service.recorder.stats()}
+
+    @app.get("/api/events/{event_id}/{kind}")
+    async def event_file(event_id: str, kind: str) -> FileResponse:
+        path = service.recorder.path_of(event_id, kind)
+        if path is None:
+            raise HTTPException(404, f"no {kind} for event {event_id} (unknown or rotated away)")
+        return FileResponse(path)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/stream.mjpg")
+    async def stream(request: Request) -> StreamingResponse:
+        async def parts() -> AsyncIterator[bytes]:
+            seen = -1
+            while not service.stopping:
+                seq, jpeg = service.latest_jpeg()
+                if jpeg is None or seq == seen:
+                    # polling costs nothing next to a frame, and needs no thread per viewer
+                    await asyncio.sleep(0.02)
+                    continue
+                seen = seq
+                yield (
+                    (
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                        f"Content-Length: {len(jpeg)}\r\n\r\n"
+                    ).encode()
+                    + jpeg
+                    + b"\r\n"
+                )
+
+        return StreamingResponse(
+            parts(),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.post("/api/predict")
+    async def predict(request: Request) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        name = "upload"
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=4)
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                return JSONResponse({"error": "multipart upload without a 'file' part"}, 400)
+            name = upload.filename or name
+            data = await upload.read()
+            await form.close()
+        else:
+            data = await request.body()
+            name = request.query_params.get("name", name)
+        try:
+            result = await run_in_threadpool(service.predict_upload, data, name)
+        except ImageDecodeError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(result)
+
+    return app

@@ -1,0 +1,213 @@
+"""The capture side of ``edgead serve``: a thread that reads a source into a bounded queue.
+
+When inference is slower than the camera, the queue drops its *oldest* frame for each new one
+and counts the drop: the line wants the newest frame scored, not a growing backlog. The
+standard library's queue.Queue blocks or refuses the *newest* item when full, so the few lines
+of drop-oldest logic are written here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgead.serve.sources import FrameError, FrameSource, SourceLostError
+
+log = logging.getLogger("edgead.serve")
+
+
+@dataclass
+class Frame:
+    seq: int
+    source_id: str
+    image: np.ndarray
+    captured_at: float  # time.time()
+
+
+class FrameQueue:
+    """Bounded, drop-oldest, thread-safe."""
+
+    def __init__(self, maxsize: int = 2):
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self._items: deque[Frame] = deque()
+        self._maxsize = maxsize
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> bool:
+        """Add a frame; True when an older one was dropped to make room."""
+        with self._cond:
+            dropped = len(self._items) >= self._maxsize
+            if dropped:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(frame)
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+@dataclass
+class Backoff:
+    """Exponential reconnect delays: initial, doubled after each failure, capped."""
+
+    initial: float = 0.5
+    maximum: float = 10.0
+    _next: float = field(default=0.0, init=False)
+
+    def next(self) -> float:
+        delay = self._next or self.initial
+        self._next = min(delay * 2.0, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+
+@dataclass
+class SourceStatus:
+    state: str = "connecting"  # connecting | live | reconnecting | ended | stopped
+    name: str = ""
+    reconnects: int = 0  # successful re-opens after a loss
+    attempts: int = 0  # failed opens since the last success
+    last_error: str | None = None
+    next_retry_s: float | None = None
+    frames: int = 0
+    frame_errors: int = 0
+    since: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "name": self.name,
+            "reconnects": self.reconnects,
+            "failed_attempts": self.attempts,
+            "last_error": self.last_error,
+            "next_retry_s": self.next_retry_s,
+            "frames": self.frames,
+            "frame_errors": self.frame_errors,
+            "state_since": self.since,
+        }
+
+
+class CaptureThread(threading.Thread):
+    """Reads ``source`` into ``queue`` until stopped; reconnects with backoff when it is lost."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        queue: FrameQueue,
+        backoff: Backoff | None = None,
+        on_frame_error: callable | None = None,
+    ):
+        super().__init__(name="edgead-capture", daemon=True)
+        self.source = source
+        self.queue = queue
+        self.backoff = backoff or Backoff()
+        self.status = SourceStatus(name=source.name)
+        self.on_frame_error = on_frame_error or (lambda message: None)
+        self._stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return self.status.as_dict()
+
+    def _set(self, state: str, error: str | None = None, retry: float | None = None) -> None:
+        with self._lock:
+            if state != self.status.state:
+                self.status.since = time.time()
+            self.status.state = state
+            if error is not None:
+                self.status.last_error = error
+            self.status.next_retry_s = retry
+
+    def _open(self, ever_opened: bool, replay: bool) -> bool:
+        try:
+            self.source.open()
+        except SourceLostError as exc:
+            delay = self.backoff.next()
+            with self._lock:
+                self.status.attempts += 1
+            self._set("reconnecting" if ever_opened else "connecting", str(exc), delay)
+            log.warning("%s; retrying in %.1f s", exc, delay)
+            self._stop_event.wait(delay)
+            return False
+        self.backoff.reset()
+        with self._lock:
+            if ever_opened and not replay:
+                self.status.reconnects += 1
+            self.status.attempts = 0
+        self._set("live")
+        if not replay:
+            log.info("source %s is live", self.source.name)
+        return True
+
+    def run(self) -> None:
+        opened = False
+        ever_opened = False
+        replay = False  # reopening a looped video after its end: not a reconnect
+        next_due = 0.0
+        try:
+            while not self._stop_event.is_set():
+                if not opened:
+                    if getattr(self.source, "ended", False):
+                        self._set("ended", "end of video (use --loop to replay it)")
+                        self._stop_event.wait(0.5)
+                        continue
+                    opened = self._open(ever_opened, replay)
+                    replay = False  # a failed reopen makes the next success a reconnect
+                    ever_opened = ever_opened or opened
+                    continue
+                try:
+                    item = self.source.read()
+                except FrameError as exc:
+                    with self._lock:
+                        self.status.frame_errors += 1
+                    log.warning("skipped a frame: %s", exc)
+                    self.on_frame_error(str(exc))
+                    continue
+                except SourceLostError as exc:
+                    opened = False
+                    self.source.close()
+                    replay = exc.end_of_stream
+                    if not exc.end_of_stream:
+                        self._set("reconnecting", str(exc))
+                        log.warning("source lost: %s", exc)
+                    continue
+                if item is None:
+                    continue
+                source_id, image = item
+                # pace file sources at their frame rate: a replayed video stands in for a camera
+                interval = self.source.frame_interval
+                if interval > 0:
+                    now = time.monotonic()
+                    next_due = max(next_due + interval, now) if next_due else now
+                    if next_due > now:
+                        self._stop_event.wait(next_due - now)
+                self._seq += 1
+                with self._lock:
+                    self.status.frames += 1
+                self.queue.put(Frame(self._seq, source_id, image, time.time()))
+        finally:
+            self.source.close()
+            self._set("stopped")
