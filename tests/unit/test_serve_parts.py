@@ -1,4 +1,4 @@
-"""The parts of `edgead serve` that need no model: queue, backoff, event files, uploads, exposure."""
+"""The parts of `edgead serve` that need no model: queue, backoff, events, uploads, exposure."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 
 pytest.importorskip("fastapi", reason="edgead serve needs the serve extra")
 
-from edgead.errors import EdgeadError, ImageDecodeError  # noqa: E402
-from edgead.serve.capture import Backoff, Frame, FrameQueue  # noqa: E402
-from edgead.serve.recorder import EventRecorder  # noqa: E402
-from edgead.serve.server import check_exposure, is_loopback  # noqa: E402
-from edgead.serve.sources import FolderSource, FrameError, make_source  # noqa: E402
-from edgead.serve.uploads import decode_upload  # noqa: E402
+from edgead.errors import EdgeadError, ImageDecodeError
+from edgead.serve.capture import Backoff, Frame, FrameQueue
+from edgead.serve.recorder import EventRecorder
+from edgead.serve.server import check_exposure, is_loopback
+from edgead.serve.sources import FolderSource, FrameError, make_source
+from edgead.serve.uploads import decode_upload
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -103,19 +103,19 @@ def test_recorder_rotates_by_bytes_and_keeps_limits_across_restarts(tmp_path: Pa
 
 
 def test_uploads_are_checked_before_decoding():
-    ok, buf = cv2.imencode(".png", np.full((40, 50, 3), 7, np.uint8))
+    _, buf = cv2.imencode(".png", np.full((40, 50, 3), 7, np.uint8))
     image = decode_upload(buf.tobytes(), "part.png")
     assert image.shape == (40, 50, 3)
-    with pytest.raises(ImageDecodeError, match="bomb.png: .*over the limit"):
+    with pytest.raises(ImageDecodeError, match=r"bomb.png: .*over the limit"):
         decode_upload(png_header_only(100_000, 100_000), "bomb.png")
-    with pytest.raises(ImageDecodeError, match="junk.bin: not a readable image"):
+    with pytest.raises(ImageDecodeError, match=r"junk.bin: not a readable image"):
         decode_upload(b"\x00garbage" * 100, "junk.bin")
-    with pytest.raises(ImageDecodeError, match="empty upload"):
+    with pytest.raises(ImageDecodeError, match=r"empty upload"):
         decode_upload(b"", "nothing.png")
-    with pytest.raises(ImageDecodeError, match="wide.png: 9000x8000 pixels is over the limit"):
+    with pytest.raises(ImageDecodeError, match=r"wide.png: 9000x8000 pixels is over the limit"):
         decode_upload(png_header_only(9000, 8000), "wide.png")
     truncated = buf.tobytes()[: len(buf) // 2]
-    with pytest.raises(ImageDecodeError, match="truncated.png"):
+    with pytest.raises(ImageDecodeError, match=r"truncated.png"):
         decode_upload(truncated, "truncated.png")
 
 
@@ -124,16 +124,16 @@ def test_exposure_needs_a_token_off_loopback():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
     check_exposure("127.0.0.1", None)
     check_exposure("0.0.0.0", "secret")
-    with pytest.raises(EdgeadError, match="--host 0.0.0.0 .* set a token"):
+    with pytest.raises(EdgeadError, match=r"--host 0.0.0.0 .* set a token"):
         check_exposure("0.0.0.0", None)
 
 
 def test_source_choice_is_validated():
-    with pytest.raises(EdgeadError, match="exactly one source"):
+    with pytest.raises(EdgeadError, match=r"exactly one source"):
         make_source(camera="0", video="a.avi")
-    with pytest.raises(EdgeadError, match="device index"):
+    with pytest.raises(EdgeadError, match=r"device index"):
         make_source(camera="front")
-    with pytest.raises(EdgeadError, match="expected a URL"):
+    with pytest.raises(EdgeadError, match=r"expected a URL"):
         make_source(rtsp="camera-1")
 
 
