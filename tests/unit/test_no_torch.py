@@ -32,7 +32,8 @@ def test_runtime_modules_import_without_torch():
     result = run_without_torch("""
         import pkgutil, importlib, sys
         import edgead, edgead.runtime, edgead.bundle, edgead.data, edgead.metrics, edgead.cli
-        for pkg in (edgead.runtime, edgead.bundle, edgead.data, edgead.metrics):
+        import edgead.serve
+        for pkg in (edgead.runtime, edgead.bundle, edgead.data, edgead.metrics, edgead.serve):
             for mod in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):
                 importlib.import_module(mod.name)
         from edgead.runtime.backends import BACKENDS
