@@ -72,7 +72,9 @@ COMMON_OPTIONS = [
         "backbone, e.g. blocks.2,blocks.4 or layer2,layer3 for PatchCore).",
     ),
     click.option(
-        "--image-size", default="224", show_default=True, help="Network input size: N or HxW."
+        "--image-size",
+        default=None,
+        help="Network input size: N or HxW [default: 224; 256 for efficientad and puad].",
     ),
     click.option("--seed", default=0, show_default=True),
     click.option("--batch-size", default=16, show_default=True),
@@ -137,6 +139,72 @@ DETECTOR_OPTIONS: dict[str, list] = {
         ),
     ],
 }
+EFFICIENTAD_OPTIONS = [
+    click.option(
+        "--model-size",
+        type=click.Choice(["small", "medium"]),
+        default="small",
+        show_default=True,
+        help="EfficientAD-S or -M networks.",
+    ),
+    click.option(
+        "--steps",
+        default=70_000,
+        show_default=True,
+        help="Student and autoencoder training steps (the paper: 70,000).",
+    ),
+    click.option(
+        "--teacher",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Teacher weights (teacher_small.pth / teacher_medium.pth of the public "
+        "reproductions); without it a teacher is distilled from --backbone.",
+    ),
+    click.option(
+        "--teacher-steps",
+        default=10_000,
+        show_default=True,
+        help="Distillation steps when no --teacher file is given.",
+    ),
+    click.option(
+        "--teacher-data",
+        type=click.Path(exists=True, file_okay=False),
+        default=None,
+        help="Images to distill the teacher on (default: the training images).",
+    ),
+    click.option(
+        "--penalty-data",
+        type=click.Path(exists=True, file_okay=False),
+        default=None,
+        help="The paper's penalty images (it uses ImageNet): any folder of images.",
+    ),
+    click.option(
+        "--checkpoint",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Training checkpoint file: written every --checkpoint-every steps; a run "
+        "started again with the same settings resumes from it.",
+    ),
+    click.option("--checkpoint-every", default=1000, show_default=True),
+    click.option("--lr", default=1e-4, show_default=True),
+]
+PUAD_OPTIONS = [
+    click.option(
+        "--puad-feature",
+        type=click.Choice(["student", "teacher"]),
+        default="student",
+        show_default=True,
+        help="Which network's pooled output the Gaussian models.",
+    ),
+    click.option(
+        "--puad-weight",
+        default=1.0,
+        show_default=True,
+        help="Weight of the Mahalanobis z-score in the sum with the EfficientAD z-score.",
+    ),
+]
+DETECTOR_OPTIONS["efficientad"] = EFFICIENTAD_OPTIONS
+DETECTOR_OPTIONS["puad"] = EFFICIENTAD_OPTIONS + PUAD_OPTIONS
 EXPORT_OPTIONS: dict[str, list] = {
     "patchcore": [
         click.option(
@@ -162,6 +230,8 @@ EXPORT_OPTION_NAMES = {
     "patchcore": ("index", "nprobe", "fp16", "search"),
     "padim": ("fp16",),
     "spade": ("fp16",),
+    "efficientad": ("fp16",),
+    "puad": ("fp16",),
 }
 FP16_OPTION = click.option(
     "--fp16/--no-fp16",
@@ -192,12 +262,30 @@ def _config(name: str, kw: dict) -> Any:
     fields = set(config_cls.__dataclass_fields__)
     values = {k: v for k, v in kw.items() if k in fields}
     values["layers"] = tuple(kw["layers"].split(",")) if kw.get("layers") else None
-    values["image_size"] = _size(kw["image_size"])
+    if kw.get("image_size"):
+        values["image_size"] = _size(kw["image_size"])
     if "coreset_ratio" in values and not 0 < values["coreset_ratio"] <= 1:
         raise click.BadParameter("--coreset-ratio must be in (0, 1]")
     if "coreset_projection" in values:
         values["coreset_projection"] = values["coreset_projection"] or None
     return config_cls(**values)
+
+
+def _default_checkpoint(config: Any, out: str) -> Path | None:
+    """Trained detectors checkpoint beside their output unless told where."""
+    if not hasattr(config, "checkpoint"):
+        return None
+    if config.checkpoint is None:
+        out_path = Path(out)
+        config.checkpoint = str(out_path.with_name(out_path.name + ".train-checkpoint.pt"))
+    return Path(config.checkpoint)
+
+
+def _done_with_checkpoint(checkpoint: Path | None) -> None:
+    """The result is safely written: the checkpoint it was resumable from is not needed."""
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()
+        log.info("removed the training checkpoint %s", checkpoint)
 
 
 def _metrics_table(saved: Any) -> str:
@@ -243,8 +331,11 @@ def _add_detector_commands(name: str) -> None:
         from edgead.models.saved import save
         from edgead.workflows import fit_detector
 
-        saved = fit_detector(name, data, _config(name, kw), kw["device"], ctx.obj["quiet"])
+        config = _config(name, kw)
+        checkpoint = _default_checkpoint(config, out)
+        saved = fit_detector(name, data, config, kw["device"], ctx.obj["quiet"])
         save(out, saved, overwrite)
+        _done_with_checkpoint(checkpoint)
         click.echo(_metrics_table(saved))
         click.echo(f"saved model: {out}")
 
@@ -288,11 +379,15 @@ def _add_detector_commands(name: str) -> None:
                     f"{model}: a {saved.detector} model, not {name}; "
                     f"use `edgead export {saved.detector} --model {model}`"
                 )
-        else:
-            saved = fit_detector(name, data, _config(name, kw), kw["device"], ctx.obj["quiet"])
+        checkpoint = None
+        if model is None:
+            config = _config(name, kw)
+            checkpoint = _default_checkpoint(config, out)
+            saved = fit_detector(name, data, config, kw["device"], ctx.obj["quiet"])
             click.echo(_metrics_table(saved))
         export_names = EXPORT_OPTION_NAMES.get(name, ())
         export_model(saved, out, overwrite, **{k: v for k, v in kw.items() if k in export_names})
+        _done_with_checkpoint(checkpoint)
         click.echo(f"bundle written: {out}")
 
     export_command.__doc__ = f"Write a {name} bundle: ONNX graph, scoring artifacts, manifest."

@@ -52,7 +52,10 @@ def fit_detector(
         train = [s.path for s in folder_samples(data)]
         if not train:
             raise DatasetError(f"{data}: no images found (and not an MVTec-layout folder)")
-    model, report = entry.fit(config, train, device=device, quiet=quiet)
+    extra = {}
+    if entry.uses_validation:
+        extra["validation"] = dataset.validation_paths() if dataset is not None else None
+    model, report = entry.fit(config, train, device=device, quiet=quiet, **extra)
     spec = entry.input_spec(config)
     evaluation = None
     if dataset is not None and dataset.test_samples():

@@ -19,6 +19,7 @@ class DetectorEntry:
     input_spec: Callable[[Any], Any]
     infer: Callable[[Any, Any], tuple[Any, Any]]  # model, batch -> (scores, maps) numpy
     export: Callable[..., None]
+    uses_validation: bool = False  # fit() takes validation=[paths] (held-out good images)
 
     def config_from_dict(self, d: dict) -> Any:
         return self.config_cls.from_dict(d)
@@ -46,10 +47,11 @@ def _load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
+    from edgead.export import efficientad as export_efficientad
     from edgead.export import padim as export_padim
     from edgead.export import patchcore as export_patchcore
     from edgead.export import spade as export_spade
-    from edgead.models import padim, patchcore, spade
+    from edgead.models import efficientad, padim, patchcore, spade
     from edgead.models.common import infer, input_spec
 
     for name, model, exporter, config in (
@@ -66,5 +68,21 @@ def _load_builtins() -> None:
                 input_spec,
                 infer,
                 exporter.export,
+            )
+        )
+    for name, config in (
+        ("efficientad", efficientad.EfficientAdConfig),
+        ("puad", efficientad.PuadConfig),
+    ):
+        register_detector(
+            DetectorEntry(
+                name,
+                config,
+                efficientad.fit,
+                efficientad.rebuild,
+                efficientad.input_spec,
+                efficientad.infer,
+                export_efficientad.export,
+                uses_validation=True,
             )
         )
