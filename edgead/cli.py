@@ -264,6 +264,8 @@ def _config(name: str, kw: dict) -> Any:
     values["layers"] = tuple(kw["layers"].split(",")) if kw.get("layers") else None
     if kw.get("image_size"):
         values["image_size"] = _size(kw["image_size"])
+    else:
+        values.pop("image_size", None)  # the detector's own default
     if "coreset_ratio" in values and not 0 < values["coreset_ratio"] <= 1:
         raise click.BadParameter("--coreset-ratio must be in (0, 1]")
     if "coreset_projection" in values:

@@ -45,6 +45,10 @@ SMALL_CONFIGS = {
     "patchcore": {"image_size": (128, 128), "coreset_ratio": 0.1, "batch_size": 8},
     "padim": {"image_size": (128, 128), "batch_size": 8},
     "spade": {"image_size": (128, 128), "k": 10, "gallery_k": 3, "batch_size": 8},
+    # a few dozen steps: enough to prove the machinery (export, parity, engines), not to
+    # train a good EfficientAD; that takes tens of thousands of steps (README)
+    "efficientad": {"image_size": (64, 64), "steps": 40, "teacher_steps": 20, "batch_size": 8},
+    "puad": {"image_size": (64, 64), "steps": 40, "teacher_steps": 20, "batch_size": 8},
 }
 
 

@@ -650,7 +650,8 @@ def fit(
         disable=quiet or None,
         leave=False,
     )
-    losses = {}
+    losses: dict[str, float] = {}
+    history: list[float] = []  # total loss per step of this run
     for step in bar:
         i = int(torch.randint(len(images), (1,), generator=generator))
         x01 = images[i : i + 1].float() / 255.0
@@ -676,7 +677,12 @@ def fit(
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses = {"st": float(loss_st), "ae": float(loss_ae), "stae": float(loss_stae)}
+        losses = {
+            "st": float(loss_st.detach()),
+            "ae": float(loss_ae.detach()),
+            "stae": float(loss_stae.detach()),
+        }
+        history.append(float(loss.detach()))
         if checkpoints.due(step + 1, config.steps):
             checkpoints.save(
                 {
@@ -719,6 +725,9 @@ def fit(
         "steps": config.steps,
         "resumed_from_step": start,
         "final_losses": losses,
+        # mean total loss over the first and the last 10 steps of this run
+        "loss_first_10": float(np.mean(history[:10])) if history else None,
+        "loss_last_10": float(np.mean(history[-10:])) if history else None,
         "model_size": f"EfficientAD-{'S' if size == 'small' else 'M'}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters",
     }
