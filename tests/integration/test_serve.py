@@ -470,3 +470,27 @@ def _up(srv: ServerProcess) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+def test_watched_folder_reports_a_corrupt_file_and_goes_on(serve_bundle, clip_frames, tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    shutil.copy(clip_frames[0], folder / "part-001.png")
+    (folder / "part-002.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated by a bad transfer")
+    srv = ServerProcess([str(serve_bundle), "--folder", str(folder)], tmp_path / "out")
+    try:
+        srv.wait_ready()
+        s = wait_for(
+            lambda: (s := srv.status())["frames"] >= 1 and s["source"]["frame_errors"] >= 1 and s,
+            30,
+            "the good file scored and the corrupt one reported",
+        )
+        assert any("part-002.png" in e["error"] for e in s["recent_errors"])
+        shutil.copy(clip_frames[-1], folder / "part-003.png")  # the line goes on
+        s = srv.wait_frames(2, timeout=30)
+        assert s["latest"]["source"].endswith("part-003.png")
+        assert s["source"]["state"] == "live" and s["source"]["frame_errors"] == 1
+        text = srv.client.get("/metrics").text
+        assert re.search(r'^edgead_frame_errors_total\{origin="source"\} 1\.0$', text, re.M)
+    finally:
+        assert srv.stop() == 0, srv.output()
