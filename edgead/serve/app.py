@@ -177,22 +177,23 @@ def create_app(
     @app.get("/stream.mjpg")
     async def stream(request: Request) -> StreamingResponse:
         async def parts() -> AsyncIterator[bytes]:
-            seen = -1
-            while not service.stopping:
-                seq, jpeg = service.latest_jpeg()
-                if jpeg is None or seq == seen:
-                    # polling costs nothing next to a frame, and needs no thread per viewer
-                    await asyncio.sleep(0.02)
-                    continue
-                seen = seq
-                yield (
-                    (
+            seen = -1  # the latest overlay at once (frames are drawn only while watched)
+            service.viewers += 1
+            try:
+                while not service.stopping:
+                    seq, jpeg = service.latest_jpeg()
+                    if jpeg is None or seq == seen:
+                        # polling costs nothing next to a frame, and needs no thread per viewer
+                        await asyncio.sleep(0.02)
+                        continue
+                    seen = seq
+                    header = (
                         f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                         f"Content-Length: {len(jpeg)}\r\n\r\n"
-                    ).encode()
-                    + jpeg
-                    + b"\r\n"
-                )
+                    )
+                    yield header.encode() + jpeg + b"\r\n"
+            finally:
+                service.viewers -= 1
 
         return StreamingResponse(
             parts(),

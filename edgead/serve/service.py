@@ -109,6 +109,7 @@ class Service:
         self._frame_cond = threading.Condition()
         self._stop = threading.Event()
         self.closing = False  # set when a stop was asked for: streams end, state reports it
+        self.viewers = 0  # MJPEG clients connected (changed on the web server's event loop)
         self._latest: dict | None = None
         self._jpeg: bytes | None = None
         self._jpeg_seq = 0
@@ -186,11 +187,17 @@ class Service:
         return overlay(image, result.anomaly_map, self.norm)
 
     def _publish(self, frame: Frame, result: Prediction) -> None:
-        start = time.perf_counter()
-        over = self._render(frame.image, result)
-        ok, buf = cv2.imencode(".jpg", over, [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality])
-        render_ms = (time.perf_counter() - start) * 1e3
         anomalous = result.label == "anomalous"
+        # the overlay is drawn only for someone: a stream viewer or an event to save
+        start = time.perf_counter()
+        over = self._render(frame.image, result) if self.viewers or anomalous else None
+        buf = None
+        if over is not None and self.viewers:
+            ok, encoded = cv2.imencode(
+                ".jpg", over, [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality]
+            )
+            buf = encoded if ok else None
+        render_ms = (time.perf_counter() - start) * 1e3
         now = time.time()
         entry = {
             "seq": frame.seq,
@@ -200,7 +207,10 @@ class Service:
             "score": result.image_score,
             "normalized_score": result.normalized_score,
             "verdict": result.label,
-            "latency_ms": {**result.timings_ms, "render": render_ms},
+            "latency_ms": {
+                **result.timings_ms,
+                **({"render": render_ms} if over is not None else {}),
+            },
             "frame_age_ms": (now - frame.captured_at) * 1e3,
         }
         m = self.metrics
@@ -219,7 +229,7 @@ class Service:
         if anomalous:
             m.anomalies.inc()
             self._queue_record(frame.image, over, result, entry)
-        if ok:
+        if buf is not None:
             with self._frame_cond:
                 self._jpeg = buf.tobytes()
                 self._jpeg_seq += 1
@@ -294,6 +304,7 @@ class Service:
             {
                 "source": self.capture.snapshot(),
                 "dropped_frames": self.queue.dropped,
+                "viewers": self.viewers,
                 "queue": len(self.queue),
                 "events": self.recorder.stats(),
                 "model": {

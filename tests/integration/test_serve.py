@@ -212,6 +212,8 @@ def test_mjpeg_stream_delivers_jpeg_frames(server, clip_frames):
             starts = [m.end() for m in re.finditer(rb"\r\n\r\n", buf)]
             if len(starts) >= 2:
                 break
+        assert server.status()["viewers"] == 1  # overlays are drawn while someone watches
+    wait_for(lambda: server.status()["viewers"] == 0, 10, "the viewer to be let go")
     header, rest = buf.split(b"\r\n\r\n", 1)
     length = int(re.search(rb"Content-Length: (\d+)", header).group(1))
     image = cv2.imdecode(np.frombuffer(rest[:length], np.uint8), cv2.IMREAD_COLOR)
