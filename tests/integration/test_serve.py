@@ -206,13 +206,12 @@ def test_mjpeg_stream_delivers_jpeg_frames(server, clip_frames):
     h, w = cv2.imread(str(clip_frames[0])).shape[:2]
     with server.client.stream("GET", "/stream.mjpg") as r:
         assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+        chunks = r.iter_bytes()  # kept alive: dropping it closes the connection
         buf = b""
-        for chunk in r.iter_bytes():
-            buf += chunk
-            starts = [m.end() for m in re.finditer(rb"\r\n\r\n", buf)]
-            if len(starts) >= 2:
-                break
+        while len(re.findall(rb"\r\n\r\n", buf)) < 2:
+            buf += next(chunks)
         assert server.status()["viewers"] == 1  # overlays are drawn while someone watches
+        chunks.close()
     wait_for(lambda: server.status()["viewers"] == 0, 10, "the viewer to be let go")
     header, rest = buf.split(b"\r\n\r\n", 1)
     length = int(re.search(rb"Content-Length: (\d+)", header).group(1))
