@@ -227,12 +227,18 @@ EXPORT_OPTIONS: dict[str, list] = {
 }
 
 EXPORT_OPTION_NAMES = {
-    "patchcore": ("index", "nprobe", "fp16", "search"),
-    "padim": ("fp16",),
-    "spade": ("fp16",),
-    "efficientad": ("fp16",),
-    "puad": ("fp16",),
+    "patchcore": ("index", "nprobe", "fp16", "search", "torch_graph"),
+    "padim": ("fp16", "torch_graph"),
+    "spade": ("fp16", "torch_graph"),
+    "efficientad": ("fp16", "torch_graph"),
+    "puad": ("fp16", "torch_graph"),
 }
+TORCH_GRAPH_OPTION = click.option(
+    "--torch-graph",
+    is_flag=True,
+    help="Also write the graph as a torch.export program, for `--backend torch` "
+    "(GPU machines without TensorRT).",
+)
 FP16_OPTION = click.option(
     "--fp16/--no-fp16",
     default=True,
@@ -408,6 +414,7 @@ def _add_detector_commands(name: str) -> None:
             click.option("--out", required=True, type=click.Path(), help="Bundle folder to write."),
             click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
             FP16_OPTION,
+            TORCH_GRAPH_OPTION,
             *EXPORT_OPTIONS.get(name, []),
             *COMMON_OPTIONS,
             *DETECTOR_OPTIONS[name],

@@ -21,6 +21,7 @@ from edgead.bundle.manifest import (
     ScorerSpec,
 )
 from edgead.bundle.references import write_reference_scores
+from edgead.errors import EdgeadError
 from edgead.export.onnx import OPSET, HalfPrecision, check_onnx, export_onnx
 
 # FP16 graph vs the FP32 PyTorch module, relative to the output's largest magnitude
@@ -81,6 +82,48 @@ def write_graph(
     )
 
 
+def write_torch_graph(
+    writer: BundleWriter,
+    name: str,
+    role: str,
+    precision: str,
+    graph: torch.nn.Module,
+    saved: Any,
+    output_names: list[str],
+) -> None:
+    """The graph as a torch.export program (batch dimension dynamic), for the torch backend on
+    GPU machines without TensorRT. Checked against the module it came from before it is added."""
+    from torch.export import Dim, export, load, save
+
+    golden = torch.from_numpy(saved.golden_inputs)
+    # an example batch of 2: a batch of 1 would be specialized as a constant
+    example = golden[:2] if len(golden) >= 2 else golden[:1].repeat(2, 1, 1, 1)
+    graph = graph.eval()
+    program = export(graph, (example,), dynamic_shapes=({0: Dim("batch", min=1, max=1024)},))
+    path = writer.path(name)
+    save(program, str(path))
+    with torch.no_grad():
+        want = graph(golden)
+        got = load(str(path)).module()(golden)
+    want = [want] if isinstance(want, torch.Tensor) else list(want)
+    got = [got] if isinstance(got, torch.Tensor) else list(got)
+    worst = max(
+        float((g - w).abs().max()) / max(float(w.abs().max()), 1e-12)
+        for g, w in zip(got, want, strict=True)
+    )
+    if worst > 1e-4:
+        raise EdgeadError(f"{path}: the exported program differs from the module by {worst:.1e}")
+    writer.add(
+        name,
+        role=role,
+        fmt="torch.export",
+        precision=precision,
+        outputs=list(output_names),
+        torch=torch.__version__,
+        check_max_rel=worst,
+    )
+
+
 def export_bundle(
     saved: Any,
     out: str | Path,
@@ -92,6 +135,7 @@ def export_bundle(
     parity: ParityTolerance | None = None,
     fp16: bool = True,
     fp16_module: torch.nn.Module | None = None,
+    torch_graph: bool = False,
 ) -> Path:
     """The steps every detector's export shares, around its own ``write_artifacts``.
 
@@ -120,6 +164,10 @@ def export_bundle(
                 saved,
                 output_names,
                 FP16_EXPORT_TOLERANCE,
+            )
+        if torch_graph:
+            write_torch_graph(
+                writer, "backbone.pt2", "torch_graph", "fp32", module, saved, output_names
             )
         scorer = write_artifacts(writer)
         write_golden(

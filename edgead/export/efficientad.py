@@ -15,7 +15,13 @@ from edgead.models.efficientad import EfficientAdGraph, output_names
 from edgead.models.saved import SavedModel
 
 
-def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bool = True) -> Path:
+def export(
+    saved: SavedModel,
+    out: str | Path,
+    overwrite: bool = False,
+    fp16: bool = True,
+    torch_graph: bool = False,
+) -> Path:
     model = saved.model.eval()
     config = model.config
 
@@ -55,5 +61,6 @@ def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bo
         write_artifacts,
         image_score="scorer",
         fp16=fp16,
+        torch_graph=torch_graph,
         fp16_module=EfficientAdGraph(model, half=True) if fp16 else None,
     )

@@ -13,7 +13,13 @@ from edgead.models.padim import statistics_bytes
 from edgead.models.saved import SavedModel
 
 
-def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bool = True) -> Path:
+def export(
+    saved: SavedModel,
+    out: str | Path,
+    overwrite: bool = False,
+    fp16: bool = True,
+    torch_graph: bool = False,
+) -> Path:
     model = saved.model
     positions, d = model.mean.shape
 
@@ -52,4 +58,5 @@ def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bo
         write_artifacts,
         image_score="map_max",
         fp16=fp16,
+        torch_graph=torch_graph,
     )

@@ -46,10 +46,11 @@ def export(
     nprobe: int = 8,
     fp16: bool = True,
     search: str = "faiss",
+    torch_graph: bool = False,
 ) -> Path:
     model = saved.model
     if search == "graph":
-        return export_graph_search(saved, out, overwrite, fp16)
+        return export_graph_search(saved, out, overwrite, fp16, torch_graph)
     if search != "faiss":
         raise EdgeadError(f"unknown search {search!r}: faiss or graph")
     cfg = model.config
@@ -84,10 +85,13 @@ def export(
         write_artifacts,
         parity=parity,
         fp16=fp16,
+        torch_graph=torch_graph,
     )
 
 
-def export_graph_search(saved: SavedModel, out: str | Path, overwrite: bool, fp16: bool) -> Path:
+def export_graph_search(
+    saved: SavedModel, out: str | Path, overwrite: bool, fp16: bool, torch_graph: bool = False
+) -> Path:
     """PatchCore with the search inside the graph: no faiss at run time."""
     model = saved.model
     if model.config.reweight:
@@ -110,4 +114,5 @@ def export_graph_search(saved: SavedModel, out: str | Path, overwrite: bool, fp1
         write_artifacts,
         fp16=fp16,
         fp16_module=GraphSearch(HalfPrecision(model.embedder), bank).eval(),
+        torch_graph=torch_graph,
     )

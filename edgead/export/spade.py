@@ -16,7 +16,13 @@ from edgead.models.saved import SavedModel
 from edgead.models.spade import output_names
 
 
-def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bool = True) -> Path:
+def export(
+    saved: SavedModel,
+    out: str | Path,
+    overwrite: bool = False,
+    fp16: bool = True,
+    torch_graph: bool = False,
+) -> Path:
     model = saved.model
     cfg = model.config
     names = output_names(model.n_layers)
@@ -47,4 +53,13 @@ def export(saved: SavedModel, out: str | Path, overwrite: bool = False, fp16: bo
             },
         )
 
-    return export_bundle(saved, out, overwrite, model.embedder, names, write_artifacts, fp16=fp16)
+    return export_bundle(
+        saved,
+        out,
+        overwrite,
+        model.embedder,
+        names,
+        write_artifacts,
+        fp16=fp16,
+        torch_graph=torch_graph,
+    )

@@ -40,6 +40,8 @@ class Failure:
 GRAPH_ROLES = {
     "onnxruntime": {"fp32": "backbone", "fp16": "backbone_fp16"},
     "tensorrt": {"fp32": "engine_fp32", "fp16": "engine_fp16"},
+    # one program; FP16 through autocast on CUDA
+    "torch": {"fp32": "torch_graph", "fp16": "torch_graph"},
 }
 
 
@@ -50,11 +52,10 @@ def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
     if role is None:
         raise BundleError(f"unknown precision {precision!r}: fp32 or fp16")
     if not bundle.has(role):
-        fix = (
-            f"`edgead build-engine {bundle.root} --precision {precision}`"
-            if backend == "tensorrt"
-            else "`edgead export <detector> ... --fp16`"
-        )
+        fix = {
+            "tensorrt": f"`edgead build-engine {bundle.root} --precision {precision}`",
+            "torch": "`edgead export <detector> ... --torch-graph`",
+        }.get(backend, "`edgead export <detector> ... --fp16`")
         raise BundleError(
             f"{bundle.root}: no {precision} {backend} graph in this bundle; add it with {fix}"
         )
@@ -79,6 +80,7 @@ class Pipeline:
         self.backend: Backend = create_backend(
             backend, self.bundle.root / artifact.path, device, artifact.meta
         )
+        self.backend.precision = precision  # the torch backend runs FP16 through autocast
         self.backend.activate()
         self.scorer = load_scorer(self.bundle)
         self.input_name = m.graph.input_name

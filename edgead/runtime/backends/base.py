@@ -24,6 +24,7 @@ class Backend(ABC):
     """Runs one graph of a bundle. ``name`` is what ``--backend`` takes."""
 
     name: str = ""
+    precision: str = "fp32"  # which precision the pipeline asked for (torch: autocast FP16)
 
     def __init__(self, path: Path, device: str | None = None, meta: dict | None = None):
         self.path = Path(path)

@@ -1,0 +1,110 @@
+"""torch backend: the bundle's torch.export program (``edgead export ... --torch-graph``) on a
+CUDA GPU without TensorRT, or on the CPU.
+
+On CUDA: FP16 through autocast (convolutions and matrix products in FP16; reductions, squares
+and normalizations stay FP32 under autocast's rules, as in the FP16 ONNX graphs), channels_last
+memory layout, and one CUDA graph captured per batch size, replayed with static input and
+output buffers (inputs are copied in from pinned host memory). torch is imported on activation
+only: the runtime stays importable without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from edgead.errors import BackendError
+from edgead.runtime.backends.base import Backend, TensorMeta, register_backend
+
+
+@register_backend("torch")
+class TorchBackend(Backend):
+    def activate_impl(self) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackendError("the torch backend needs torch: pip install 'edgead[fit]'") from exc
+        self.torch = torch
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError("torch backend: no CUDA device here (use --device cpu)")
+        if device != "cpu" and not device.startswith("cuda"):
+            raise BackendError(f"torch backend: unknown device {device!r} (cpu or cuda)")
+        self.torch_device = torch.device(device)
+        meta = self.meta or {}
+        try:
+            program = torch.export.load(str(self.path))
+        except Exception as exc:  # torch raises several types for a foreign or broken file
+            raise BackendError(
+                f"{self.path}: torch {torch.__version__} cannot load this program "
+                f"(written by torch {meta.get('torch', '?')}): {exc}; re-export with --torch-graph"
+            ) from exc
+        self.module = program.module().to(self.torch_device)
+        self.cuda = self.torch_device.type == "cuda"
+        if self.cuda:
+            self.module = self.module.to(memory_format=torch.channels_last)
+            self.stream = torch.cuda.Stream(self.torch_device)
+        self.output_names = list(meta.get("outputs") or [])
+        self._inputs = {"input": TensorMeta(np.dtype(np.float32), ("batch", 3, None, None))}
+        self._graphs: dict[tuple[int, ...], Any] = {}
+
+    def deactivate_impl(self) -> None:
+        self._graphs.clear()
+        del self.module
+
+    def input_metadata(self) -> dict[str, TensorMeta]:
+        return self._inputs
+
+    def _autocast(self):
+        if self.cuda and self.precision == "fp16":
+            return self.torch.autocast("cuda", dtype=self.torch.float16)
+        return contextlib.nullcontext()
+
+    def _run(self, x):
+        with self.torch.inference_mode(), self._autocast():
+            out = self.module(x)
+        return [out] if isinstance(out, self.torch.Tensor) else list(out)
+
+    def _captured(self, shape: tuple[int, ...]):
+        """A CUDA graph for this input shape, with its static buffers (captured once)."""
+        torch = self.torch
+        if shape not in self._graphs:
+            static_in = torch.zeros(shape, device=self.torch_device).contiguous(
+                memory_format=torch.channels_last
+            )
+            with torch.cuda.stream(self.stream):
+                for _ in range(2):  # warm-up on the side stream, as CUDA graphs require
+                    self._run(static_in)
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
+                static_out = self._run(static_in)
+            host = torch.empty(shape, dtype=torch.float32).pin_memory()
+            self._graphs[shape] = (graph, static_in, static_out, host)
+        return self._graphs[shape]
+
+    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        array = next(iter(feed.values()))
+        if not self.cuda:
+            outputs = self._run(torch.from_numpy(array))
+        else:
+            graph, static_in, static_out, host = self._captured(tuple(array.shape))
+            host.numpy()[...] = array
+            with torch.cuda.stream(self.stream):
+                static_in.copy_(host, non_blocking=True)
+                graph.replay()
+                outputs = [o.float().to("cpu", non_blocking=True) for o in static_out]
+            self.stream.synchronize()
+        names = self.output_names or [f"output{i}" for i in range(len(outputs))]
+        return {n: o.float().numpy() for n, o in zip(names, outputs, strict=True)}
+
+    def synchronize(self) -> None:
+        if getattr(self, "cuda", False):
+            self.stream.synchronize()
+
+    def describe(self) -> str:
+        kind = "cuda graphs, channels_last" if self.cuda else "cpu"
+        return f"torch[{kind}]"
