@@ -66,12 +66,16 @@ def write_graph(
     saved: Any,
     output_names: list[str],
     rel_tol: float,
+    hint: str = "",
 ) -> None:
     """Export ``graph`` to ONNX, check it in onnxruntime against the FP32 ``reference`` module
     on the golden inputs (raises beyond ``rel_tol``), and register it in the bundle."""
     path = writer.path(name)
     export_onnx(graph, torch.from_numpy(saved.golden_inputs[:1]), path, output_names=output_names)
-    check = check_onnx(path, reference, saved.golden_inputs, rel_tol=rel_tol)
+    try:
+        check = check_onnx(path, reference, saved.golden_inputs, rel_tol=rel_tol)
+    except EdgeadError as exc:
+        raise EdgeadError(f"{exc}{'; ' + hint if hint else ''}") from exc
     writer.add(
         name,
         role=role,
@@ -164,6 +168,7 @@ def export_bundle(
                 saved,
                 output_names,
                 FP16_EXPORT_TOLERANCE,
+                hint="this model does not survive FP16; `--no-fp16` writes an FP32-only bundle",
             )
         if torch_graph:
             write_torch_graph(
