@@ -83,6 +83,18 @@ class BundleWriter:
         _fsync_file(target)
 
 
+def write_file_atomic(path: Path, data: bytes) -> int:
+    """Write ``data`` to a temporary sibling, fsync it and rename it over ``path``: readers see
+    the old file or the whole new one. Returns the bytes written."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(data)
+
+
 @contextlib.contextmanager
 def atomic_directory(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a staging folder that replaces ``out`` only if the block finishes cleanly."""

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import itertools
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from edgead.bundle.io import write_file_atomic
 from edgead.bundle.manifest import InputSpec
 from edgead.data.images import iter_images, list_images
 from edgead.errors import EdgeadError
@@ -412,11 +413,9 @@ class Checkpoints:
     def save(self, state: dict) -> None:
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save({**state, "fingerprint": self.id}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        buffer = io.BytesIO()
+        torch.save({**state, "fingerprint": self.id}, buffer)
+        write_file_atomic(self.path, buffer.getvalue())
 
 
 def _rng_state(generator: torch.Generator) -> dict:

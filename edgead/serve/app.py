@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -36,19 +35,8 @@ class UploadTooLargeError(Exception):
     pass
 
 
-async def _send_json(send, status: int, body: dict) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"error": f"upload larger than the limit of {limit:,} bytes"}, 413)
 
 
 class Guard:
@@ -80,11 +68,10 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if not self._authorized(scope):
-            return await _send_json(
-                send,
-                401,
-                {"error": "missing or wrong token (Authorization: Bearer ... or ?token=)"},
+            response = JSONResponse(
+                {"error": "missing or wrong token (Authorization: Bearer ... or ?token=)"}, 401
             )
+            return await response(scope, receive, send)
         if scope["method"] in ("POST", "PUT"):
             headers = dict(scope.get("headers") or [])
             declared = headers.get(b"content-length")
@@ -93,7 +80,7 @@ class Guard:
                 and declared.isdigit()
                 and int(declared) > self.max_upload_bytes
             ):
-                return await _send_json(send, 413, self._too_large())
+                return await _too_large(self.max_upload_bytes)(scope, receive, send)
             received = 0
             limit = self.max_upload_bytes
 
@@ -108,9 +95,6 @@ class Guard:
 
             return await self.app(scope, limited_receive, send)
         return await self.app(scope, receive, send)
-
-    def _too_large(self) -> dict:
-        return {"error": f"upload larger than the limit of {self.max_upload_bytes:,} bytes"}
 
 
 def _page() -> str:
@@ -142,9 +126,7 @@ def create_app(
 
     @app.exception_handler(UploadTooLargeError)
     async def too_large(request: Request, exc: UploadTooLargeError) -> JSONResponse:
-        return JSONResponse(
-            {"error": f"upload larger than the limit of {max_upload_bytes:,} bytes"}, 413
-        )
+        return _too_large(max_upload_bytes)
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:

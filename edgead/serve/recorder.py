@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from edgead.bundle.io import write_file_atomic
 
 log = logging.getLogger("edgead.serve")
 
@@ -33,16 +34,6 @@ _SUFFIXES = (".jpg", "_overlay.jpg", "_map.png", ".json")
 class _Event:
     event_id: str
     nbytes: int
-
-
-def _write_atomic(path: Path, data: bytes) -> int:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return len(data)
 
 
 def _encode(ext: str, image: np.ndarray, params: list[int] | None = None) -> bytes:
@@ -105,7 +96,7 @@ class EventRecorder:
             try:
                 lo, hi = map_scale
                 scaled = np.clip((amap - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-                nbytes = _write_atomic(
+                nbytes = write_file_atomic(
                     self.folder / f"{event_id}.jpg",
                     _encode(
                         ".jpg",
@@ -113,10 +104,10 @@ class EventRecorder:
                         [cv2.IMWRITE_JPEG_QUALITY, 92],
                     ),
                 )
-                nbytes += _write_atomic(
+                nbytes += write_file_atomic(
                     self.folder / f"{event_id}_overlay.jpg", _encode(".jpg", overlay_bgr)
                 )
-                nbytes += _write_atomic(
+                nbytes += write_file_atomic(
                     self.folder / f"{event_id}_map.png",
                     _encode(".png", (scaled * 65535.0 + 0.5).astype(np.uint16)),
                 )
@@ -130,7 +121,7 @@ class EventRecorder:
                     },
                     "map_scale": {"min": float(lo), "max": float(hi), "png_max": 65535},
                 }
-                nbytes += _write_atomic(
+                nbytes += write_file_atomic(
                     self.folder / f"{event_id}.json", json.dumps(full, indent=1).encode()
                 )
             except OSError as exc:

@@ -18,11 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edgead.errors import EdgeadError, ImageDecodeError
 from edgead.runtime.pipeline import Pipeline, Prediction
 from edgead.runtime.postprocess import overlay
-from edgead.runtime.timing import LatencyStats, StageTimer
+from edgead.runtime.timing import LatencyStats
 from edgead.serve.capture import Backoff, CaptureThread, Frame, FrameQueue
 from edgead.serve.recorder import EventRecorder
 from edgead.serve.sources import FrameSource
@@ -43,31 +44,48 @@ class ServeOptions:
     record_queue: int = 32
 
 
+class _CaptureCollector:
+    """Source and queue figures, read from their owners when Prometheus scrapes: nothing is
+    mirrored into counters on the per-frame path."""
+
+    def __init__(self, service: Service):
+        self.service = service
+
+    def collect(self):
+        status = self.service.capture.snapshot()
+        dropped = CounterMetricFamily(
+            "edgead_dropped_frames", "Frames dropped because inference was behind"
+        )
+        dropped.add_metric([], self.service.queue.dropped)
+        reconnects = CounterMetricFamily("edgead_reconnects", "Source reconnections")
+        reconnects.add_metric([], status["reconnects"])
+        up = GaugeMetricFamily("edgead_source_up", "1 when the source delivers frames")
+        up.add_metric([], 1.0 if status["state"] == "live" else 0.0)
+        return [dropped, reconnects, up]
+
+
 class Metrics:
     """Prometheus metrics, in a registry of their own (one per service; tests run several)."""
 
-    def __init__(self) -> None:
+    def __init__(self, service: Service) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.frames = Counter("edgead_frames", "Frames scored", registry=r)
         self.anomalies = Counter("edgead_anomalies", "Frames judged anomalous", registry=r)
-        self.dropped = Counter(
-            "edgead_dropped_frames", "Frames dropped because inference was behind", registry=r
-        )
         self.frame_errors = Counter(
             "edgead_frame_errors",
             "Frames or uploads that could not be used",
             ["origin"],
             registry=r,
         )
-        self.reconnects = Counter("edgead_reconnects", "Source reconnections", registry=r)
         self.uploads = Counter("edgead_uploads", "Images scored through the API", registry=r)
         self.events_lost = Counter(
             "edgead_events_not_saved", "Anomalous frames not written to disk", registry=r
         )
         self.score = Gauge("edgead_last_score", "Raw image score of the latest frame", registry=r)
-        self.fps = Gauge("edgead_fps", "Frames scored per second (rolling)", registry=r)
-        self.source_up = Gauge("edgead_source_up", "1 when the source delivers frames", registry=r)
+        fps = Gauge("edgead_fps", "Frames scored per second (rolling)", registry=r)
+        fps.set_function(service.fps)
+        r.register(_CaptureCollector(service))
         self.stage = Histogram(
             "edgead_stage_seconds",
             "Per-stage latency of one frame",
@@ -93,7 +111,6 @@ class Service:
         o = self.options
         self.manifest = pipeline.bundle.manifest
         self.norm = self.manifest.normalization
-        self.metrics = Metrics()
         self.queue = FrameQueue(o.queue_size)
         self.capture = CaptureThread(
             source,
@@ -102,11 +119,12 @@ class Service:
             on_frame_error=lambda message: self._frame_error("source", message),
         )
         self.recorder = EventRecorder(Path(out_dir) / "events", o.max_events, o.max_bytes)
+        self.metrics = Metrics(self)
         self.started_at = time.time()
         self.backend_name = pipeline.backend.describe()
         self._lock = threading.Lock()  # guards the published state below
         self._predict_lock = threading.Lock()  # the pipeline is shared with uploads
-        self._frame_cond = threading.Condition()
+        self._jpeg_lock = threading.Lock()
         self._stop = threading.Event()
         self.closing = False  # set when a stop was asked for: streams end, state reports it
         self.viewers = 0  # MJPEG clients connected (changed on the web server's event loop)
@@ -117,8 +135,6 @@ class Service:
         self._times: deque[float] = deque(maxlen=o.window)
         self._events: deque[dict] = deque(maxlen=o.recent_events)
         self._errors: deque[dict] = deque(maxlen=20)
-        self._seen_drops = 0
-        self._seen_reconnects = 0
         self.frames = 0
         self.anomalies = 0
         self._records: queue.Queue = queue.Queue(o.record_queue)
@@ -135,8 +151,6 @@ class Service:
         """Stop capture, finish the frame in flight, flush the events to disk, close the model."""
         self.capture.stop()
         self._stop.set()
-        with self._frame_cond:
-            self._frame_cond.notify_all()
         self.capture.join(timeout)
         self._worker.join(timeout)
         self._records.put(None)
@@ -155,14 +169,12 @@ class Service:
 
     # -- inference ------------------------------------------------------------------------------
     def _predict(self, image: np.ndarray, source_id: str) -> Prediction:
-        timer = StageTimer(self.pipeline.backend.synchronize)
         with self._predict_lock:
-            return self.pipeline.predict([image], timer, [source_id])[0]
+            return self.pipeline.predict([image], sources=[source_id])[0]
 
     def _infer_loop(self) -> None:
         while not self._stop.is_set():
             frame = self.queue.get(timeout=0.2)
-            self._sync_capture_metrics()
             if frame is None:
                 continue
             try:
@@ -171,17 +183,6 @@ class Service:
                 self._frame_error("inference", f"{frame.source_id}: {exc}")
                 continue
             self._publish(frame, result)
-
-    def _sync_capture_metrics(self) -> None:
-        drops = self.queue.dropped
-        if drops > self._seen_drops:
-            self.metrics.dropped.inc(drops - self._seen_drops)
-            self._seen_drops = drops
-        status = self.capture.snapshot()
-        if status["reconnects"] > self._seen_reconnects:
-            self.metrics.reconnects.inc(status["reconnects"] - self._seen_reconnects)
-            self._seen_reconnects = status["reconnects"]
-        self.metrics.source_up.set(1.0 if status["state"] == "live" else 0.0)
 
     def _render(self, image: np.ndarray, result: Prediction) -> np.ndarray:
         return overlay(image, result.anomaly_map, self.norm)
@@ -223,17 +224,15 @@ class Service:
             self._latest = entry
             self._stats.add(entry["latency_ms"])
             self._times.append(time.monotonic())
-            m.fps.set(self._fps_locked())
             if anomalous:
                 self.anomalies += 1
         if anomalous:
             m.anomalies.inc()
             self._queue_record(frame.image, over, result, entry)
         if buf is not None:
-            with self._frame_cond:
+            with self._jpeg_lock:
                 self._jpeg = buf.tobytes()
                 self._jpeg_seq += 1
-                self._frame_cond.notify_all()
 
     def _queue_record(
         self, image: np.ndarray, over: np.ndarray, result: Prediction, entry: dict
@@ -276,6 +275,10 @@ class Service:
             self._errors.appendleft({"at": time.time(), "origin": origin, "error": message})
 
     # -- what the web app reads ---------------------------------------------------------------
+    def fps(self) -> float:
+        with self._lock:
+            return self._fps_locked()
+
     def _fps_locked(self) -> float:
         # frames scored over the last few seconds (not the whole window: the page should show
         # a stall as a falling rate)
@@ -326,7 +329,7 @@ class Service:
 
     def latest_jpeg(self) -> tuple[int, bytes | None]:
         """(sequence number, JPEG) of the newest overlay; the number grows with each frame."""
-        with self._frame_cond:
+        with self._jpeg_lock:
             return self._jpeg_seq, self._jpeg
 
     def begin_stop(self) -> None:

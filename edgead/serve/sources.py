@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgead.data.images import IMAGE_SUFFIXES, to_rgb8
+from edgead.data.images import IMAGE_SUFFIXES, read_image, to_rgb8
 from edgead.errors import EdgeadError, ImageDecodeError
 
 
@@ -207,14 +207,9 @@ class FolderSource(FrameSource):
                 return None
         path = self._pending.pop(0)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise FrameError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-        buffer = np.frombuffer(data, np.uint8)
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if data else None
-        if image is None:
-            raise FrameError(f"{path}: not a readable image (corrupt or unsupported format)")
-        return str(path), _checked_frame(image, str(path))
+            return str(path), read_image(path)
+        except ImageDecodeError as exc:
+            raise FrameError(str(exc)) from exc
 
     def close(self) -> None:
         pass
