@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from edgead.errors import EdgeadError
+from edgead.runtime.search import SEARCHES
 
 log = logging.getLogger("edgead")
 
@@ -252,6 +253,14 @@ PRECISION_OPTION = click.option(
     show_default=True,
     help="Which of the bundle's graphs to run.",
 )
+SEARCH_OPTION = click.option(
+    "--search",
+    type=click.Choice(list(SEARCHES)),
+    default="auto",
+    show_default=True,
+    help="Where PatchCore/SPADE search their memory banks: auto = on the GPU (faiss-gpu, else "
+    "torch matrix products) when the backend runs on one, else faiss on the CPU.",
+)
 
 
 def _apply(options: list, f: Callable) -> Callable:
@@ -437,6 +446,7 @@ for _name in DETECTOR_OPTIONS:
 )
 @click.option("--backend", default="onnxruntime", show_default=True)
 @PRECISION_OPTION
+@SEARCH_OPTION
 @click.option("--device", default=None, help="Backend device (cpu, cuda); default: the backend's.")
 @click.option("--batch", default=1, show_default=True, help="Images per inference call.")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
@@ -452,6 +462,7 @@ def run(
     batch: int,
     overlays: bool,
     precision: str,
+    search: str,
 ) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays."""
     import cv2
@@ -482,7 +493,7 @@ def run(
         "error",
     ]
     with (
-        Pipeline(bundle, backend, device, precision) as pipeline,
+        Pipeline(bundle, backend, device, precision, search) as pipeline,
         open(results_path, "w", newline="") as f,
     ):
         writer = csv.DictWriter(f, fieldnames=fields) if fmt == "csv" else None
@@ -527,7 +538,7 @@ def run(
             else:
                 f.write(json.dumps(row) + "\n")
             f.flush()
-        backend_name = pipeline.backend.describe()
+        backend_name = pipeline.describe()
     counts = ", ".join(f"{n} {label}" for label, n in sorted(verdicts.items()))
     click.echo(
         f"{len(stats)} images scored ({counts or 'none'}), {n_bad} skipped -> {results_path}"
@@ -541,6 +552,7 @@ def run(
 @click.argument("data", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--backend", default="onnxruntime", show_default=True)
 @PRECISION_OPTION
+@SEARCH_OPTION
 @click.option("--device", default=None)
 @click.option("--batch", default=1, show_default=True)
 @click.option(
@@ -556,6 +568,7 @@ def parity(
     batch: int,
     json_out: str | None,
     precision: str,
+    search: str,
 ) -> None:
     """Check that BUNDLE scores like the original model (golden outputs; DATA's test set).
 
@@ -565,7 +578,7 @@ def parity(
 
     from edgead.runtime.parity import run_parity
 
-    report = run_parity(bundle, data, backend, device, batch, ctx.obj["quiet"], precision)
+    report = run_parity(bundle, data, backend, device, batch, ctx.obj["quiet"], precision, search)
     click.echo(f"parity of {bundle} on {report.backend}" + (f" over {data}" if data else ""))
     click.echo(report.table())
     for failure in report.failures:
@@ -609,6 +622,7 @@ def parity(
 )
 @click.option("--backend", default="onnxruntime", show_default=True)
 @PRECISION_OPTION
+@SEARCH_OPTION
 @click.option("--device", default=None)
 @click.option("--warmup", default=5, show_default=True)
 @click.option("--iterations", default=30, show_default=True, help="Timed runs at batch 1.")
@@ -627,6 +641,7 @@ def bench(
     fmt: str,
     out: str | None,
     precision: str,
+    search: str,
 ) -> None:
     """Per-stage latency (batch 1), throughput per batch size, memory and bundle size."""
     from edgead.runtime.bench import run_bench
@@ -635,7 +650,7 @@ def bench(
         sizes = tuple(int(b) for b in batches.split(",") if b)
     except ValueError as exc:
         raise click.BadParameter(f"--batch {batches!r}: expected e.g. 1,16,64") from exc
-    report = run_bench(bundle, data, sizes, backend, device, warmup, iterations, precision)
+    report = run_bench(bundle, data, sizes, backend, device, warmup, iterations, precision, search)
     if fmt == "json":
         text = report.to_json()
     elif fmt == "html":
@@ -716,6 +731,7 @@ def build_engine_command(
 )
 @click.option("--backend", default="onnxruntime", show_default=True)
 @PRECISION_OPTION
+@SEARCH_OPTION
 @click.option("--device", default=None)
 @click.option(
     "--out",
@@ -747,6 +763,7 @@ def serve(
     token: str | None,
     backend: str,
     precision: str,
+    search: str,
     device: str | None,
     out: str,
     max_events: int,
@@ -768,7 +785,14 @@ def serve(
 
     source = make_source(camera, video, rtsp, folder, fps, loop)
     settings = ServeSettings(
-        host, port, token, backend, device, precision, max_upload_bytes=max_upload_mb << 20
+        host,
+        port,
+        token,
+        backend,
+        device,
+        precision,
+        max_upload_bytes=max_upload_mb << 20,
+        search=search,
     )
     options = ServeOptions(
         queue_size=queue_size,

@@ -122,15 +122,16 @@ def run_bench(
     warmup: int = 5,
     iterations: int = 30,
     precision: str = "fp32",
+    search: str = "auto",
 ) -> BenchReport:
     b = open_bundle(bundle)
     images, paths = load_images(data, b)
     spec = b.manifest.input
-    with Pipeline(b, backend, device, precision) as pipe:
+    with Pipeline(b, backend, device, precision, search) as pipe:
         report = BenchReport(
             str(bundle),
             b.manifest.detector,
-            pipe.backend.describe(),
+            pipe.describe(),
             device or cpu_name(),
             precision,
             [3, spec.height, spec.width],

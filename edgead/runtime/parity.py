@@ -241,10 +241,11 @@ def run_parity(
     batch_size: int = 1,
     quiet: bool = False,
     precision: str = "fp32",
+    search: str = "auto",
 ) -> ParityReport:
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-    with Pipeline(bundle, backend, device, precision) as pipeline:
-        report = ParityReport(str(bundle.root), f"{pipeline.backend.describe()} {precision}")
+    with Pipeline(bundle, backend, device, precision, search) as pipeline:
+        report = ParityReport(str(bundle.root), f"{pipeline.describe()} {precision}")
         report.rows += golden_rows(pipeline)
         if data is not None:
             report.rows += dataset_rows(pipeline, Path(data), report, batch_size, quiet)

@@ -16,6 +16,7 @@ from edgead.runtime.backends.base import Backend, create_backend
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
 from edgead.runtime.preprocess import preprocess
 from edgead.runtime.scorers.base import ScorerOutput, load_scorer
+from edgead.runtime.search import resolve_search
 from edgead.runtime.timing import StageTimer
 
 
@@ -71,6 +72,7 @@ class Pipeline:
         backend: str = "onnxruntime",
         device: str | None = None,
         precision: str = "fp32",
+        search: str = "auto",
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         m = self.bundle.manifest
@@ -82,8 +84,18 @@ class Pipeline:
         )
         self.backend.precision = precision  # the torch backend runs FP16 through autocast
         self.backend.activate()
-        self.scorer = load_scorer(self.bundle)
+        try:
+            self.search = resolve_search(search, self.backend.on_gpu)
+            self.scorer = load_scorer(self.bundle, self.search)
+        except BaseException:
+            self.backend.deactivate()
+            raise
         self.input_name = m.graph.input_name
+
+    def describe(self) -> str:
+        """Backend, and where the scorer searches when it searches (bench and parity reports)."""
+        where = f", search {self.search}" if self.scorer.searches else ""
+        return self.backend.describe() + where
 
     def close(self) -> None:
         self.backend.deactivate()

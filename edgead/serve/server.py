@@ -73,6 +73,7 @@ class ServeSettings:
     device: str | None = None
     precision: str = "fp32"
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    search: str = "auto"
 
 
 def serve(
@@ -85,7 +86,9 @@ def serve(
     """Run until SIGINT/SIGTERM; returns the stopped service (for its counts)."""
     token = settings.token or os.environ.get(TOKEN_ENV) or None
     check_exposure(settings.host, token)
-    pipeline = Pipeline(bundle, settings.backend, settings.device, settings.precision)
+    pipeline = Pipeline(
+        bundle, settings.backend, settings.device, settings.precision, settings.search
+    )
     service = Service(pipeline, source, out_dir, options)
     app = create_app(service, token, settings.max_upload_bytes)
     config = uvicorn.Config(
@@ -99,7 +102,7 @@ def serve(
     log.warning(
         "serving %s (%s) from %s on http://%s:%d/%s",
         pipeline.bundle.root,
-        pipeline.backend.describe(),
+        pipeline.describe(),
         source.name,
         settings.host,
         settings.port,

@@ -121,7 +121,7 @@ class Service:
         self.recorder = EventRecorder(Path(out_dir) / "events", o.max_events, o.max_bytes)
         self.metrics = Metrics(self)
         self.started_at = time.time()
-        self.backend_name = pipeline.backend.describe()
+        self.backend_name = pipeline.describe()
         self._lock = threading.Lock()  # guards the published state below
         self._predict_lock = threading.Lock()  # the pipeline is shared with uploads
         self._jpeg_lock = threading.Lock()

@@ -91,6 +91,11 @@ class Backend(ABC):
     def describe(self) -> str:
         return self.name
 
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the graph runs on a GPU (then ``--search auto`` searches there too)."""
+        return False
+
 
 BACKENDS: dict[str, Callable[..., Backend]] = {}
 

@@ -53,3 +53,7 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> str:
         return f"onnxruntime[{self.session.get_providers()[0]}]"
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.session.get_providers()[0] == "CUDAExecutionProvider"

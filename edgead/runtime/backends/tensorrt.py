@@ -138,5 +138,7 @@ class TensorRTBackend(Backend):
         if self.is_active:
             _check(self.cudart.cudaStreamSynchronize(self.stream))
 
+    on_gpu = True
+
     def describe(self) -> str:
         return f"tensorrt[{(self.meta or {}).get('tensorrt', '?')}]"

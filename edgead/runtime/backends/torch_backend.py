@@ -105,6 +105,10 @@ class TorchBackend(Backend):
         if getattr(self, "cuda", False):
             self.stream.synchronize()
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.cuda
+
     def describe(self) -> str:
         kind = "cuda graphs, channels_last" if self.cuda else "cpu"
         return f"torch[{kind}]"

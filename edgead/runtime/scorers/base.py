@@ -21,10 +21,12 @@ class ScorerOutput:
 
 class Scorer(ABC):
     kind: str = ""
+    searches: bool = False  # a nearest-neighbour search runs here (--search places it)
 
     @classmethod
     @abstractmethod
-    def load(cls, bundle: Bundle) -> Scorer: ...
+    def load(cls, bundle: Bundle, search: str = "faiss") -> Scorer:
+        """``search``: where nearest-neighbour scorers search (edgead.runtime.search)."""
 
     @abstractmethod
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput: ...
@@ -44,7 +46,7 @@ def read_index(bundle: Bundle, dim: int, role: str = "index") -> Any:
     return index
 
 
-SCORERS: dict[str, Callable[[Bundle], Scorer]] = {}
+SCORERS: dict[str, Callable[[Bundle, str], Scorer]] = {}
 
 
 def register_scorer(kind: str) -> Callable[[type[Scorer]], type[Scorer]]:
@@ -56,7 +58,7 @@ def register_scorer(kind: str) -> Callable[[type[Scorer]], type[Scorer]]:
     return deco
 
 
-def load_scorer(bundle: Bundle) -> Scorer:
+def load_scorer(bundle: Bundle, search: str = "faiss") -> Scorer:
     from edgead.runtime import scorers as _  # noqa: F401  (registers the built-ins)
 
     kind = bundle.manifest.scorer.kind
@@ -65,4 +67,4 @@ def load_scorer(bundle: Bundle) -> Scorer:
             f"{bundle.root}: scorer {kind!r} is not known to this edgead "
             f"(known: {', '.join(sorted(SCORERS))}); upgrade edgead or re-export the bundle"
         )
-    return SCORERS[kind](bundle)
+    return SCORERS[kind](bundle, search)

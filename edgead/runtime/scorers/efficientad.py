@@ -29,7 +29,7 @@ class EfficientAdScorer(Scorer):
         self.whitening = whitening
 
     @classmethod
-    def load(cls, bundle: Bundle) -> EfficientAdScorer:
+    def load(cls, bundle: Bundle, search: str = "faiss") -> EfficientAdScorer:
         params = bundle.manifest.scorer.params
         puad = params.get("puad")
         if not puad:

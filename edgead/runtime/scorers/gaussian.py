@@ -20,7 +20,7 @@ class GaussianScorer(Scorer):
         self.output = output
 
     @classmethod
-    def load(cls, bundle: Bundle) -> GaussianScorer:
+    def load(cls, bundle: Bundle, search: str = "faiss") -> GaussianScorer:
         p = bundle.manifest.scorer.params
         path = bundle.path("statistics")
         need = int(p["memory_bytes"])

@@ -7,6 +7,7 @@ import numpy as np
 
 from edgead.bundle.io import Bundle
 from edgead.runtime.scorers.base import Scorer, ScorerOutput, read_index, register_scorer
+from edgead.runtime.search import NearestSearch, make_search
 
 
 @register_scorer("knn")
@@ -17,19 +18,26 @@ class KnnScorer(Scorer):
     the softmax weight of the nearest patch among its memory-bank neighbourhood.
     """
 
-    def __init__(self, index: faiss.Index, output: str, reweight: bool, neighbors: int):
+    searches = True
+
+    def __init__(self, index: NearestSearch, output: str, reweight: bool, neighbors: int):
         self.index = index
         self.output = output
         self.reweight = reweight
         self.neighbors = min(neighbors, index.ntotal)
 
     @classmethod
-    def load(cls, bundle: Bundle) -> KnnScorer:
+    def load(cls, bundle: Bundle, search: str = "faiss") -> KnnScorer:
         p = bundle.manifest.scorer.params
         index = read_index(bundle, bundle.manifest.graph.output_shapes[p["output"]][-1])
         if "nprobe" in p:
             faiss.extract_index_ivf(index).nprobe = int(p["nprobe"])
-        return cls(index, p["output"], bool(p.get("reweight", False)), int(p.get("neighbors", 9)))
+        return cls(
+            make_search(search, index),
+            p["output"],
+            bool(p.get("reweight", False)),
+            int(p.get("neighbors", 9)),
+        )
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
         emb = outputs[self.output]  # (B, h, w, D), channels last
@@ -45,11 +53,11 @@ class KnnScorer(Scorer):
 
     def _weights(self, emb: np.ndarray, best: np.ndarray, nn_idx: np.ndarray) -> np.ndarray:
         rows = np.arange(len(best))
-        anchors = np.stack([self.index.reconstruct(int(i)) for i in nn_idx[rows, best]])
+        anchors = self.index.reconstruct(nn_idx[rows, best])
         _, support = self.index.search(anchors, self.neighbors)
         weights = np.empty(len(best), np.float64)
         for r in rows:
-            bank = np.stack([self.index.reconstruct(int(i)) for i in support[r]])
+            bank = self.index.reconstruct(support[r])
             d = np.linalg.norm(bank - emb[r, best[r]], axis=1).astype(np.float64)
             e = np.exp(d - d.max())
             weights[r] = 1.0 - e[0] / e.sum()

@@ -14,7 +14,7 @@ class PatchScoresScorer(Scorer):
         self.output = output
 
     @classmethod
-    def load(cls, bundle: Bundle) -> PatchScoresScorer:
+    def load(cls, bundle: Bundle, search: str = "faiss") -> PatchScoresScorer:
         return cls(bundle.manifest.scorer.params["output"])
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:

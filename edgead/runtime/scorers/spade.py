@@ -3,35 +3,41 @@ neighbours inside the K nearest training images' feature pyramids."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
-import faiss
 import numpy as np
 
 from edgead.bundle.io import Bundle
 from edgead.errors import BundleError
 from edgead.runtime.scorers.base import Scorer, ScorerOutput, read_index, register_scorer
+from edgead.runtime.search import NearestSearch, SubsetKnn, make_search
 
 
 @register_scorer("spade")
 class SpadeScorer(Scorer):
+    searches = True
+
     def __init__(
         self,
-        index: faiss.Index,
-        galleries: list[np.ndarray],
+        index: NearestSearch,
+        galleries: list[Any],
         outputs: list[str],
         pooled: str,
         k: int,
         gallery_k: int,
+        subset: SubsetKnn,
     ):
         self.index = index
-        self.galleries = galleries
+        self.galleries = galleries  # as subset.hold() keeps them
+        self.subset = subset
         self.outputs = outputs
         self.pooled = pooled
         self.k = min(k, index.ntotal)
         self.gallery_k = min(gallery_k, self.k)
 
     @classmethod
-    def load(cls, bundle: Bundle) -> SpadeScorer:
+    def load(cls, bundle: Bundle, search: str = "faiss") -> SpadeScorer:
         p = bundle.manifest.scorer.params
         shapes = bundle.manifest.graph.output_shapes
         index = read_index(bundle, shapes[p["pooled"]][-1])
@@ -52,7 +58,16 @@ class SpadeScorer(Scorer):
                     f"{name} {shapes[name]} and {index.ntotal} training images"
                 )
             galleries.append(gallery)
-        return cls(index, galleries, p["outputs"], p["pooled"], int(p["k"]), int(p["gallery_k"]))
+        subset = SubsetKnn(search)
+        return cls(
+            make_search(search, index),
+            [subset.hold(g) for g in galleries],
+            p["outputs"],
+            p["pooled"],
+            int(p["k"]),
+            int(p["gallery_k"]),
+            subset,
+        )
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
         pooled = np.ascontiguousarray(outputs[self.pooled], dtype=np.float32)
@@ -65,10 +80,9 @@ class SpadeScorer(Scorer):
             per_layer = []
             for name, gallery in zip(self.outputs, self.galleries, strict=True):
                 fmap = outputs[name][b]
-                h, w, c = fmap.shape
-                gal = np.ascontiguousarray(gallery[neighbours].reshape(-1, c), dtype=np.float32)
-                d2, _ = faiss.knn(np.ascontiguousarray(fmap.reshape(-1, c)), gal, 1)
-                d = np.sqrt(np.maximum(d2[:, 0], 0)).reshape(h, w).astype(np.float32)
+                h, w, _ = fmap.shape
+                d2 = self.subset.knn(fmap, gallery, neighbours)
+                d = np.sqrt(np.maximum(d2, 0)).reshape(h, w).astype(np.float32)
                 if (h, w) != grid:
                     d = cv2.resize(d, (grid[1], grid[0]), interpolation=cv2.INTER_LINEAR)
                 per_layer.append(d)

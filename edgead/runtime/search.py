@@ -1,0 +1,229 @@
+"""Nearest-neighbour search for the kNN scorers (PatchCore, SPADE), on the CPU or on a GPU.
+
+``--search`` picks where the search runs:
+
+- ``faiss``: the bundle's faiss index on the CPU, as written at export (exact flat or IVF-PQ).
+- ``faiss-gpu``: the same index cloned onto the GPU; needs a faiss built with GPU support.
+- ``torch-cuda`` / ``torch-cpu``: exact search as matrix products with torch, for machines
+  without faiss-gpu. On CUDA the products run in FP16 and the distances in FP32 (below).
+- ``auto`` (default): on a GPU backend, faiss-gpu when it sees a GPU, else torch-cuda when
+  torch sees one; otherwise faiss on the CPU.
+
+Why the matrix-product search is written here rather than taken from a library: faiss-gpu is
+the library for it and is used when installed, but it is not on PyPI for every CUDA and Jetson
+platform; torch's ``cdist`` has no FP16-products / FP32-distances split and materializes the
+whole distance matrix. The exact search here is |q|^2 - 2 q.b + |b|^2 for ranking only: bank
+and queries are centred on the bank mean and scaled to unit largest bank norm (so the FP16
+products neither overflow nor lose the distance to cancellation against large norms), the
+``candidates`` nearest by that FP16 ranking are kept, and their distances are recomputed in
+FP32 as sums of squared differences, which do not cancel. The k nearest are exact unless a
+true neighbour ranks below ``candidates`` in FP16, which needs near-ties (and then the
+distance differs by FP16 rounding only). torch is imported only when a torch search is
+asked for: the runtime stays importable without it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from edgead.errors import BackendError, BundleError
+
+SEARCHES = ("auto", "faiss", "faiss-gpu", "torch-cuda", "torch-cpu")
+
+
+class NearestSearch(ABC):
+    """k nearest bank vectors by L2: squared distances (float32) and bank indices (int64)."""
+
+    name = ""
+    ntotal: int
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @abstractmethod
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The bank vectors at ``ids`` (float32, on the host)."""
+
+
+class FaissSearch(NearestSearch):
+    """A faiss index, on the CPU or cloned onto the GPU (``gpu=True``)."""
+
+    def __init__(self, index: Any, gpu: bool = False):
+        import faiss
+
+        self.cpu_index = index
+        self.ntotal = index.ntotal
+        self.name = "faiss-gpu" if gpu else "faiss"
+        if gpu:
+            self._resources = faiss.StandardGpuResources()
+            self.index = faiss.index_cpu_to_gpu(self._resources, 0, index)
+        else:
+            self.index = index
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sq, idx = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return sq, idx.astype(np.int64, copy=False)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return np.stack([self.cpu_index.reconstruct(int(i)) for i in np.ravel(ids)]).reshape(
+            *np.shape(ids), self.cpu_index.d
+        )
+
+
+class TorchSearch(NearestSearch):
+    """Exact kNN as matrix products (module docstring); FP16 products on CUDA, FP32 on the CPU.
+
+    ``budget_bytes`` bounds the working memory per chunk of queries; ``products`` ("fp16" or
+    "fp32") overrides the precision of the ranking products.
+    """
+
+    def __init__(
+        self,
+        bank: Any,
+        device: str = "cuda",
+        candidates: int = 4,
+        budget_bytes: int = 256 << 20,
+        products: str | None = None,
+    ):
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackendError("--search torch-*: needs torch (pip install torch)") from exc
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"--search torch-cuda: torch {torch.__version__} sees no CUDA GPU")
+        self.torch = torch
+        self.device = torch.device(device)
+        self.name = f"torch-{self.device.type}"
+        if bank.ndim != 2 or len(bank) == 0:
+            raise BundleError(f"nearest-neighbour bank of shape {bank.shape}: expected (N, D)")
+        self.ntotal, self.dim = bank.shape
+        self.candidates = candidates
+        self.budget = budget_bytes
+        # FP16 products on a GPU; FP32 on a CPU, where FP16 matrix products are not faster
+        products = products or ("fp16" if self.device.type == "cuda" else "fp32")
+        self.product_dtype = {"fp16": torch.float16, "fp32": torch.float32}[products]
+        # a numpy array or a tensor already on the device (SPADE's gallery subsets)
+        b = torch.as_tensor(bank).to(self.device, torch.float32)
+        self.mean = b.mean(0, keepdim=True)
+        centred = b - self.mean
+        self.scale = 1.0 / max(float(centred.norm(dim=1).max()), 1e-12)
+        self.bank = centred  # FP32: the exact distances of the candidates
+        self.bank_low = (centred * self.scale).to(self.product_dtype)
+        self.bank_sq = (centred * self.scale).square().sum(1)  # FP32
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        torch = self.torch
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise BackendError(f"queries of shape {queries.shape}: expected (M, {self.dim})")
+        k = min(k, self.ntotal)
+        c = min(max(self.candidates, k), self.ntotal)
+        per_query = self.ntotal * 8 + c * self.dim * 4  # ranking row (fp32 + fp16) + gathers
+        rows = max(1, self.budget // per_query)
+        dists, ids = [], []
+        with torch.inference_mode():
+            q_all = torch.from_numpy(queries).to(self.device, non_blocking=True) - self.mean
+            for start in range(0, len(q_all), rows):
+                q = q_all[start : start + rows]
+                low = (q * self.scale).to(self.product_dtype)
+                rank = self.bank_sq[None, :] - 2.0 * (low @ self.bank_low.T).float()
+                cand = torch.topk(rank, c, dim=1, largest=False, sorted=False).indices
+                exact = (q[:, None, :] - self.bank[cand]).square().sum(-1)  # FP32, no cancelling
+                d, order = torch.topk(exact, k, dim=1, largest=False, sorted=True)
+                dists.append(d)
+                ids.append(torch.gather(cand, 1, order))
+            d = torch.cat(dists).cpu().numpy()
+            i = torch.cat(ids).cpu().numpy()
+        return d.astype(np.float32, copy=False), i.astype(np.int64, copy=False)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        index = self.torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(self.device)
+        return (self.bank[index] + self.mean[0]).cpu().numpy()
+
+
+def faiss_gpus() -> int:
+    """GPUs faiss can use (0 for a CPU-only faiss build)."""
+    import faiss
+
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+def torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_search(search: str, on_gpu: bool) -> str:
+    """The concrete search for ``--search`` on a backend that runs (or not) on a GPU."""
+    if search not in SEARCHES:
+        raise BackendError(f"unknown --search {search!r}: one of {', '.join(SEARCHES)}")
+    if search == "auto":
+        if on_gpu and faiss_gpus() > 0:
+            return "faiss-gpu"
+        if on_gpu and torch_cuda():
+            return "torch-cuda"
+        return "faiss"
+    if search == "faiss-gpu" and faiss_gpus() == 0:
+        raise BackendError(
+            "--search faiss-gpu: this faiss has no GPU support or sees no GPU "
+            "(install faiss-gpu, or use --search torch-cuda or faiss)"
+        )
+    return search
+
+
+def make_search(kind: str, index: Any) -> NearestSearch:
+    """A concrete search (``resolve_search``) over a faiss index read from a bundle."""
+    if kind in ("faiss", "faiss-gpu"):
+        return FaissSearch(index, gpu=kind == "faiss-gpu")
+    import faiss
+
+    if not isinstance(index, faiss.IndexFlat):
+        raise BackendError(
+            f"--search {kind}: the exact matrix-product search needs a flat index; this bundle's "
+            f"is {type(index).__name__} (use --search faiss or faiss-gpu)"
+        )
+    return TorchSearch(index.reconstruct_n(0, index.ntotal), kind.removeprefix("torch-"))
+
+
+class SubsetKnn:
+    """Nearest neighbours among rows picked per query batch (SPADE: the patches of the K nearest
+    training images). ``hold`` keeps an (N, ..., C) array where the search reads it (a device
+    copy for torch-cuda), ``knn`` searches ``queries`` against the picked rows' vectors."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        if kind == "faiss-gpu":
+            import faiss
+
+            self._resources = faiss.StandardGpuResources()
+        if kind.startswith("torch-"):
+            import torch
+
+            self.torch = torch
+            self.device = torch.device(kind.removeprefix("torch-"))
+
+    def hold(self, array: np.ndarray) -> Any:
+        if self.kind.startswith("torch-"):
+            # a copy: the galleries are read-only memory maps
+            return self.torch.from_numpy(np.array(array, np.float32)).to(self.device)
+        return array
+
+    def knn(self, queries: np.ndarray, held: Any, rows: np.ndarray) -> np.ndarray:
+        """Squared distance of each query to its nearest vector in ``held[rows]`` (float32)."""
+        import faiss
+
+        c = queries.shape[-1]
+        queries = np.ascontiguousarray(queries.reshape(-1, c), dtype=np.float32)
+        if self.kind.startswith("torch-"):
+            picked = held[self.torch.from_numpy(rows).to(self.device)].reshape(-1, c)
+            return TorchSearch(picked, self.device.type).search(queries, 1)[0][:, 0]
+        bank = np.ascontiguousarray(held[rows].reshape(-1, c), dtype=np.float32)
+        if self.kind == "faiss-gpu":
+            return faiss.knn_gpu(self._resources, queries, bank, 1)[0][:, 0]
+        return faiss.knn(queries, bank, 1)[0][:, 0]
