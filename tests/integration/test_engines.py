@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -108,6 +109,24 @@ def test_engine_parity_on_gpu(engine_bundles, name, synthetic_data):
             engine_bundles[name], synthetic_data, "tensorrt", quiet=True, precision=precision
         )
         assert report.passed, report.table()
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_cuda_graph_replay_gives_the_plain_launch_outputs(engine_bundles, synthetic_data):
+    from edgead.data.images import read_image
+
+    images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:2]]
+    with Pipeline(engine_bundles["patchcore"], backend="tensorrt", precision="fp16") as pipe:
+        plain = pipe.predict(images)  # first call at this shape: runs plainly
+        assert pipe.backend.graph is None
+        pipe.predict(images)  # repeated shape: captured after this run
+        assert pipe.backend.graph is not None
+        replayed = pipe.predict(images)
+        single = pipe.predict(images[:1])  # new shape: plain again, graph dropped
+        assert pipe.backend.graph is None
+    np.testing.assert_array_equal([p.image_score for p in replayed], [p.image_score for p in plain])
+    assert single[0].image_score == pytest.approx(plain[0].image_score, rel=1e-3)
 
 
 @pytest.mark.parametrize("name", NAMES)

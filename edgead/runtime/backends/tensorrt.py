@@ -7,6 +7,14 @@ profile's largest batch and page-locked host buffers are allocated once and reus
 ``execute_async_v3`` runs on the backend's own stream; ``synchronize`` waits on that stream,
 so stage timers measure the same thing as on the CPU backends.
 
+CUDA graphs, as TensorRT's developer guide describes them: calls run ``execute_async_v3``
+(which also updates the context's state for their input shape) until a shape comes twice in a
+row; then the engine's launch is captured into a CUDA graph, and later calls at that shape
+replay it. A graph is tied to the shape and context state it was captured with, so one graph is
+kept, for the last shape; a shape change runs plainly and captures again when it repeats. An
+engine whose launch cannot be captured runs plainly (logged once). ``EDGEAD_TRT_CUDA_GRAPHS=0``
+turns capture off.
+
 Not exercised here: this project's CI and development machines have no GPU. The tests run
 these paths wherever a GPU and TensorRT exist and skip with that reason elsewhere.
 """
@@ -14,12 +22,16 @@ these paths wherever a GPU and TensorRT exist and skip with that reason elsewher
 from __future__ import annotations
 
 import ctypes
+import logging
+import os
 from typing import Any
 
 import numpy as np
 
 from edgead.errors import BackendError
 from edgead.runtime.backends.base import Backend, TensorMeta, register_backend
+
+log = logging.getLogger(__name__)
 
 
 def _check(result: Any) -> Any:
@@ -94,8 +106,47 @@ class TensorRTBackend(Backend):
             host = np.ctypeslib.as_array((ctypes.c_byte * nbytes).from_address(int(host_ptr)))
             self.buffers[name] = (device, host.view(dtype).reshape(shape), host_ptr)
             self.context.set_tensor_address(name, int(device))
+        self.use_graphs = os.environ.get("EDGEAD_TRT_CUDA_GRAPHS", "1") != "0"
+        self.graph: tuple[tuple, Any, Any] | None = None  # (input shapes, graph, executable)
+        self.shapes: tuple | None = None
+
+    def _drop_graph(self) -> None:
+        if self.graph is not None:
+            _, graph, executable = self.graph
+            self.cudart.cudaGraphExecDestroy(executable)
+            self.cudart.cudaGraphDestroy(graph)
+            self.graph = None
+
+    def _capture(self, shapes: tuple) -> None:
+        """Capture the engine's launch at ``shapes`` (the context ran once at them already)."""
+        cudart = self.cudart
+        mode = cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        try:
+            _check(cudart.cudaStreamBeginCapture(self.stream, mode))
+            launched = self.context.execute_async_v3(self.stream)
+            graph = _check(cudart.cudaStreamEndCapture(self.stream))
+            if not launched:
+                cudart.cudaGraphDestroy(graph)
+                raise BackendError("execute_async_v3 failed during capture")
+            self.graph = (shapes, graph, _check(cudart.cudaGraphInstantiate(graph, 0)))
+        except BackendError as exc:
+            log.warning("%s: CUDA graph capture failed (%s); running without", self.path, exc)
+            self.use_graphs = False
+
+    def _execute(self, shapes: tuple) -> None:
+        if self.graph is not None and self.graph[0] == shapes:
+            _check(self.cudart.cudaGraphLaunch(self.graph[2], self.stream))
+            return
+        self._drop_graph()
+        if not self.context.execute_async_v3(self.stream):
+            raise BackendError(f"{self.path}: TensorRT execution failed")
+        if self.use_graphs and self.shapes == shapes:  # second call at a shape: capture it
+            _check(self.cudart.cudaStreamSynchronize(self.stream))
+            self._capture(shapes)
+        self.shapes = shapes
 
     def deactivate_impl(self) -> None:
+        self._drop_graph()
         for device, _, host_ptr in self.buffers.values():
             self.cudart.cudaFree(device)
             self.cudart.cudaFreeHost(host_ptr)
@@ -122,8 +173,7 @@ class TensorRTBackend(Backend):
             np.copyto(host[:batch], array)
             _check(cudart.cudaMemcpyAsync(device, host.ctypes.data, array.nbytes, h2d, self.stream))
             self.context.set_input_shape(name, array.shape)
-        if not self.context.execute_async_v3(self.stream):
-            raise BackendError(f"{self.path}: TensorRT execution failed")
+        self._execute(tuple((name, array.shape) for name, array in sorted(feed.items())))
         results = {}
         for name in self.outputs:
             device, host, _ = self.buffers[name]
