@@ -27,7 +27,7 @@ CATEGORIES = ("mvtec3d_tire", "mvtec_bottle", "loco_juice_bottle")
 MIN_IMAGE_ROCAUC = {"mvtec_bottle": 0.95, "mvtec3d_tire": 0.6, "loco_juice_bottle": 0.8}
 MIN_PIXEL_ROCAUC = {"mvtec3d_tire": 0.8, "loco_juice_bottle": 0.75}
 NO_PIXEL_BOUND = {("padim", "mvtec3d_tire")}
-CASES = [("patchcore", c) for c in ("mvtec3d_tire", "mvtec_bottle")] + [
+CASES = [("patchcore", c) for c in CATEGORIES] + [
     (d, c) for d in ("padim", "spade") for c in CATEGORIES
 ]
 OPTIONS = {"patchcore": ["--coreset-ratio", "0.01"]}
