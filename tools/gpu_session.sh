@@ -48,11 +48,16 @@ edgead() { python3 -m edgead "$@"; }
 bench_bundle() {
     for precision in fp16 fp32; do
         edgead bench "$1" --data "$JUICE" --backend torch --device "$DEVICE" \
-            --precision "$precision" --batch "$BATCHES" --format json --out "$WORK/b"
-        python3 -c "import json,sys; r=json.load(open('$WORK/b/bench.json')); r['name']='$2'; \
-print(json.dumps(r))" >>"$OUT/bench.jsonl"
-        edgead bench "$1" --data "$JUICE" --backend torch --device "$DEVICE" \
-            --precision "$precision" --batch "$BATCHES"
+            --precision "$precision" --batch "$BATCHES" --format json --out "$WORK/b" >/dev/null
+        python3 - "$WORK/b/bench.json" "$2" "$OUT/bench.jsonl" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+r["name"] = sys.argv[2]
+open(sys.argv[3], "a").write(json.dumps(r) + "\n")
+stages = " ".join(f"{k} {v['p50']:.2f}" for k, v in r["latency_ms"].items())
+rates = ", ".join(f"batch {b}: {v:.0f} img/s" for b, v in r["throughput"].items())
+print(f"{r['name']} {r['precision']} [{r['backend']}] p50 ms: {stages}; {rates}")
+PY
     done
 }
 

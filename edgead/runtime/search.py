@@ -121,7 +121,8 @@ class TorchSearch(NearestSearch):
             raise BackendError(f"queries of shape {queries.shape}: expected (M, {self.dim})")
         k = min(k, self.ntotal)
         c = min(max(self.candidates, k), self.ntotal)
-        per_query = self.ntotal * 8 + c * self.dim * 4  # ranking row (fp32 + fp16) + gathers
+        # a ranking row (FP16 product, FP32 copies: ~14 bytes per bank vector) + the gathers
+        per_query = self.ntotal * 14 + c * self.dim * 4
         rows = max(1, self.budget // per_query)
         dists, ids = [], []
         with torch.inference_mode():
