@@ -15,10 +15,12 @@
 # given back 30 s after a call). Results go to $OUT (at most 8 files come back: logs are
 # appended to one file per step). Settings: EDGEAD_DEVICE (cuda), EDGEAD_STEPS (70000),
 # EDGEAD_TEACHER_STEPS (10000), EDGEAD_BATCHES (1,16,64), EDGEAD_IMAGE_SIZE (256),
-# EDGEAD_CORESET (0.1), EDGEAD_WORK (/tmp/edgead-work), EDGEAD_KIT (.gpu).
+# EDGEAD_CORESET (0.1), EDGEAD_PRECISIONS ("fp16 fp32"; the torch backend runs FP16 on CUDA
+# only), EDGEAD_WORK (/tmp/edgead-work), EDGEAD_KIT (.gpu).
 # A CPU smoke run of the plumbing:
-#   EDGEAD_DEVICE=cpu EDGEAD_STEPS=20 EDGEAD_TEACHER_STEPS=5 EDGEAD_BATCHES=1,2 \
-#     EDGEAD_IMAGE_SIZE=64 EDGEAD_CORESET=0.001 OUT=/tmp/out sh tools/gpu_session.sh bench
+#   EDGEAD_DEVICE=cpu EDGEAD_PRECISIONS=fp32 EDGEAD_STEPS=20 EDGEAD_TEACHER_STEPS=5 \
+#     EDGEAD_BATCHES=1,2 EDGEAD_IMAGE_SIZE=64 EDGEAD_CORESET=0.001 OUT=/tmp/out \
+#     sh tools/gpu_session.sh bench
 set -eu
 
 KIT=${EDGEAD_KIT:-.gpu}
@@ -31,6 +33,7 @@ BATCHES=${EDGEAD_BATCHES:-1,16,64}
 SIZE=${EDGEAD_IMAGE_SIZE:-256}
 TIME_S=${EDGEAD_TIME_S:-540}
 CORESET=${EDGEAD_CORESET:-0.1}
+PRECISIONS=${EDGEAD_PRECISIONS:-fp16 fp32}
 JUICE=$KIT/data/loco_juice_bottle
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
@@ -46,7 +49,7 @@ edgead() { python3 -m edgead "$@"; }
 
 # bench BUNDLE NAME: both precisions through the torch backend, JSON into $OUT/bench.jsonl
 bench_bundle() {
-    for precision in fp16 fp32; do
+    for precision in $PRECISIONS; do
         edgead bench "$1" --data "$JUICE" --backend torch --device "$DEVICE" \
             --precision "$precision" --batch "$BATCHES" --format json --out "$WORK/b" >/dev/null
         python3 - "$WORK/b/bench.json" "$2" "$OUT/bench.jsonl" <<'PY'

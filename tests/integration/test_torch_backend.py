@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgead.errors import BundleError  # noqa: E402
+from edgead.errors import BackendError, BundleError  # noqa: E402
 from edgead.models.registry import DETECTORS, get_detector  # noqa: E402
 from edgead.runtime import Pipeline  # noqa: E402
 from edgead.runtime.parity import run_parity  # noqa: E402
@@ -47,6 +47,11 @@ def test_torch_and_onnxruntime_agree_image_by_image(torch_bundles, synthetic_dat
         a, b = t.predict(images), o.predict(images)
         assert t.backend.describe() == "torch[cpu]"
     np.testing.assert_allclose([p.image_score for p in a], [p.image_score for p in b], rtol=1e-4)
+
+
+def test_fp16_on_the_cpu_is_refused_not_run_as_fp32(torch_bundles):
+    with pytest.raises(BackendError, match="FP16 runs on CUDA only"):
+        Pipeline(torch_bundles["padim"], "torch", "cpu", precision="fp16")
 
 
 def test_bundle_without_the_program_says_how_to_add_it(fitted):

@@ -33,6 +33,11 @@ class TorchBackend(Backend):
         if device != "cpu" and not device.startswith("cuda"):
             raise BackendError(f"torch backend: unknown device {device!r} (cpu or cuda)")
         self.torch_device = torch.device(device)
+        if self.precision == "fp16" and self.torch_device.type != "cuda":
+            raise BackendError(
+                "torch backend: FP16 runs on CUDA only (autocast); on the CPU use --precision "
+                "fp32, or --backend onnxruntime, whose FP16 graph runs on the CPU"
+            )
         meta = self.meta or {}
         try:
             program = torch.export.load(str(self.path))
