@@ -202,4 +202,33 @@ def export_bundle(
             fit={k: v for k, v in saved.fit_report.items() if k != "backbone"},
         )
         writer.write_manifest(manifest)
+        check_staged_bundle(writer.staging, out, fp16)
     return Path(out)
+
+
+def check_staged_bundle(staging: Path, out: str | Path, fp16: bool) -> None:
+    """Run the staged bundle through the runtime on its golden inputs before it lands.
+
+    Each graph was checked against the module already; this checks what a user's `parity`
+    checks first, the image scores through the scorer. A graph can pass the first and fail the
+    second where the scorer amplifies small output errors (PUAD's Mahalanobis distance along
+    poorly conditioned directions of a briefly trained model): such a bundle is not written.
+    """
+    from edgead.runtime.parity import golden_rows
+    from edgead.runtime.pipeline import Pipeline
+
+    for precision in ("fp32", "fp16") if fp16 else ("fp32",):
+        with Pipeline(staging, precision=precision, search="faiss") as pipeline:
+            failed = [r for r in golden_rows(pipeline) if not r.ok]
+        if failed:
+            worst = ", ".join(
+                f"{r.check} off by {r.diff:.3g} (tolerance {r.tolerance})" for r in failed
+            )
+            fix = (
+                "this model does not survive FP16; `--no-fp16` writes an FP32-only bundle"
+                if precision == "fp16"
+                else "the runtime does not reproduce the model; please report this"
+            )
+            raise EdgeadError(
+                f"{out}: the {precision} bundle fails its golden check ({worst}); {fix}"
+            )

@@ -188,3 +188,24 @@ def test_spade_gallery_must_fit_the_graph(fitted, tmp_path):
     _replace_artifact(copy, "gallery_1", lambda p: np.save(p, np.load(p)[:, :-1]))
     with pytest.raises(BundleError, match="gallery shape"):
         Pipeline(copy)
+
+
+def test_export_refuses_a_bundle_that_fails_its_own_golden_check(fitted, tmp_path, monkeypatch):
+    """The staged bundle goes through the runtime before it lands: here FP16 is held to an
+    FP32-tight tolerance, which its image scores miss, so nothing is written."""
+    from edgead.bundle.manifest import ParityTolerance
+    from edgead.errors import EdgeadError
+    from edgead.workflows import export_model
+
+    strict = ParityTolerance(score_rel=1e-7, golden_rel=1e-7)
+    original = ParityTolerance.for_precision
+    monkeypatch.setattr(
+        ParityTolerance,
+        "for_precision",
+        lambda self, p: strict if p == "fp16" else original(self, p),
+    )
+    out = tmp_path / "bundle"
+    with pytest.raises(EdgeadError, match=r"fp16 bundle fails its golden check .*--no-fp16"):
+        export_model(fitted.model("padim"), out)
+    assert not out.exists() and not list(tmp_path.iterdir())  # no bundle, no staging left
+    assert export_model(fitted.model("padim"), out, fp16=False) == out  # FP32-only is fine
