@@ -314,6 +314,8 @@ def _metrics_table(saved: Any) -> str:
         ["model", r.get("model_size", "-")],
         ["fit seconds", r["fit_seconds"]],
     ]
+    if "regularization" in r:  # PaDiM: how --epsilon compares with the features' scale
+        rows.append(["covariance regularization", r["regularization"]])
     if saved.evaluation is not None:
         m = saved.evaluation.metrics
         pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731

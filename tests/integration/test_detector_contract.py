@@ -209,3 +209,13 @@ def test_export_refuses_a_bundle_that_fails_its_own_golden_check(fitted, tmp_pat
         export_model(fitted.model("padim"), out)
     assert not out.exists() and not list(tmp_path.iterdir())  # no bundle, no staging left
     assert export_model(fitted.model("padim"), out, fp16=False) == out  # FP32-only is fine
+
+
+def test_padim_reports_epsilon_against_the_feature_scale(fitted):
+    import re
+
+    text = fitted.model("padim").fit_report["regularization"]
+    found = re.fullmatch(r"epsilon 0\.01 = (\S+) x the mean feature variance (\S+)", text)
+    assert found, text
+    ratio, variance = float(found[1]), float(found[2])
+    assert variance > 0 and ratio == pytest.approx(0.01 / variance, rel=0.05)
