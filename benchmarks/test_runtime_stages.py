@@ -28,6 +28,14 @@ def test_preprocess(benchmark, pipelines, image):
     benchmark(preprocess, image, pipelines["flat"].spec)
 
 
+def test_preprocess_batch(benchmark, pipelines, image):
+    """64 images into one batch (threaded from 4 images on)."""
+    from edgead.runtime.preprocess import preprocess_batch
+
+    batch = benchmark(preprocess_batch, [image] * 64, pipelines["flat"].spec)
+    assert batch.shape[0] == 64
+
+
 def test_backbone_onnxruntime(benchmark, pipelines, image):
     pipe = pipelines["flat"]
     feed = {pipe.input_name: preprocess(image, pipe.spec)[None]}

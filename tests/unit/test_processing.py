@@ -4,7 +4,7 @@ import pytest
 
 from edgead.bundle.manifest import InputSpec, Normalization, PostprocessSpec
 from edgead.runtime.postprocess import anomaly_map, normalize_score, overlay, verdict
-from edgead.runtime.preprocess import preprocess
+from edgead.runtime.preprocess import PARALLEL_FROM, preprocess, preprocess_batch
 
 
 def test_preprocess_by_hand():
@@ -28,6 +28,18 @@ def test_preprocess_by_hand():
         ),
     )
     assert not np.allclose(bgr, out)
+
+
+def test_batch_preprocessing_in_threads_equals_one_by_one():
+    rng = np.random.default_rng(1)
+    sizes = [(40, 30), (20, 16), (64, 48), (33, 77), (20, 16), (50, 50)]
+    images = [rng.integers(0, 256, (*s, 3), dtype=np.uint8) for s in sizes]
+    assert len(images) >= PARALLEL_FROM  # the threaded path
+    spec = InputSpec(20, 16, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0), interpolation="area")
+    batch = preprocess_batch(images, spec)
+    assert batch.shape == (6, 3, 20, 16) and batch.dtype == np.float32
+    np.testing.assert_array_equal(batch, np.stack([preprocess(im, spec) for im in images]))
+    assert preprocess_batch([], spec).shape == (0, 3, 20, 16)
 
 
 def test_anomaly_map_upsamples_and_blurs():
