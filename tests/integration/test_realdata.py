@@ -31,6 +31,9 @@ CASES = [("patchcore", c) for c in CATEGORIES] + [
     (d, c) for d in ("padim", "spade") for c in CATEGORIES
 ]
 OPTIONS = {"patchcore": ["--coreset-ratio", "0.01"]}
+# FP16 parity (#5) everywhere but SPADE's juice and bottle runs, the slowest in CI (~1 min per
+# parity run on 2 cores); SPADE keeps its worst FP16 case, tire (README has all nine).
+NO_FP16 = {("spade", "loco_juice_bottle"), ("spade", "mvtec_bottle")}
 
 
 @pytest.mark.parametrize(("detector", "category"), CASES)
@@ -60,9 +63,10 @@ def test_real_category(detector, category, tmp_path):
         assert metrics["pixel_rocauc"] >= MIN_PIXEL_ROCAUC[category], metrics
 
     # FP32 graph: reproduces the original; FP16 graph: ROCAUC within 0.5 points of it (#5)
-    for precision in ("fp32", "fp16"):
+    for precision in ("fp32",) if (detector, category) in NO_FP16 else ("fp32", "fp16"):
         report = tmp_path / f"parity_{precision}.json"
-        args = ["-q", "parity", str(bundle), str(data), "--precision", precision]
+        # batches of 8: the same comparisons, less of CI's time
+        args = ["-q", "parity", str(bundle), str(data), "--precision", precision, "--batch", "8"]
         result = runner.invoke(main, [*args, "--json", str(report)])
         assert result.exit_code == 0, (precision, result.output)
         parity = json.loads(report.read_text())
