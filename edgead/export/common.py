@@ -214,11 +214,13 @@ def check_staged_bundle(staging: Path, out: str | Path, fp16: bool) -> None:
     second where the scorer amplifies small output errors (PUAD's Mahalanobis distance along
     poorly conditioned directions of a briefly trained model): such a bundle is not written.
     """
+    from edgead.bundle.io import open_bundle
     from edgead.runtime.parity import golden_rows
     from edgead.runtime.pipeline import Pipeline
 
+    bundle = open_bundle(staging)  # verified once: checksums of every artifact
     for precision in ("fp32", "fp16") if fp16 else ("fp32",):
-        with Pipeline(staging, precision=precision, search="faiss") as pipeline:
+        with Pipeline(bundle, precision=precision, search="faiss") as pipeline:
             failed = [r for r in golden_rows(pipeline) if not r.ok]
         if failed:
             worst = ", ".join(

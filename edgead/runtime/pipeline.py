@@ -14,7 +14,7 @@ from edgead.data.images import read_image
 from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
-from edgead.runtime.preprocess import PARALLEL_FROM, host_pool, preprocess_batch
+from edgead.runtime.preprocess import host_map, preprocess_batch
 from edgead.runtime.scorers.base import ScorerOutput, load_scorer
 from edgead.runtime.search import resolve_search
 from edgead.runtime.timing import StageTimer
@@ -143,11 +143,7 @@ class Pipeline:
     def finish(self, scored: ScorerOutput) -> tuple[np.ndarray, list[np.ndarray]]:
         """Scorer output -> (image scores, anomaly maps at the input size)."""
         spec = self.bundle.manifest.postprocess
-        patches = scored.patch_scores
-        if len(patches) >= PARALLEL_FROM:  # OpenCV releases the GIL: one map per thread
-            maps = list(host_pool().map(lambda p: anomaly_map(p, spec), patches))
-        else:
-            maps = [anomaly_map(p, spec) for p in patches]
+        maps = host_map(lambda p: anomaly_map(p, spec), scored.patch_scores)
         if spec.image_score == "map_max":
             return np.array([m.max() for m in maps], np.float32), maps
         return scored.image_scores, maps

@@ -7,7 +7,10 @@ so the two can never disagree on preprocessing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -37,9 +40,7 @@ def preprocess(image: np.ndarray, spec: InputSpec, out: np.ndarray | None = None
         )
     if spec.channel_order == "BGR":
         image = image[:, :, ::-1]
-    std = np.asarray(spec.std, np.float64)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)
-    offset = (-np.asarray(spec.mean, np.float64) / std).astype(np.float32)
+    scale, offset = _affine(tuple(spec.mean), tuple(spec.std))
     if out is None:
         out = np.empty((3, spec.height, spec.width), np.float32)
     for c in range(3):
@@ -48,26 +49,36 @@ def preprocess(image: np.ndarray, spec: InputSpec, out: np.ndarray | None = None
     return out
 
 
-# Threads for batches: cv2.resize and numpy's ufuncs release the GIL, so images preprocess in
-# parallel on the host's cores (the host side caps a GPU's batch throughput otherwise).
+@lru_cache(maxsize=8)
+def _affine(mean: tuple, std: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(x / 255 - mean) / std as x * scale + offset, per channel (once per input spec)."""
+    s = np.asarray(std, np.float64)
+    return (1.0 / (255.0 * s)).astype(np.float32), (-np.asarray(mean, np.float64) / s).astype(
+        np.float32
+    )
+
+
+# Threads for batches: cv2 and numpy's ufuncs release the GIL, so a batch's images are pre- and
+# post-processed in parallel on the host's cores (the host side caps a GPU's batch throughput
+# otherwise).
 _POOL: ThreadPoolExecutor | None = None
-PARALLEL_FROM = 4  # images per batch from which the pool is used
+PARALLEL_FROM = 4  # items per batch from which the pool is used
+T = TypeVar("T")
 
 
-def host_pool() -> ThreadPoolExecutor:
+def host_map(fn: Callable[..., T], items: Sequence) -> list[T]:
+    """``[fn(x) for x in items]``, on the host thread pool from ``PARALLEL_FROM`` items on."""
     global _POOL
+    if len(items) < PARALLEL_FROM:
+        return [fn(x) for x in items]
     if _POOL is None:
         _POOL = ThreadPoolExecutor(min(8, os.cpu_count() or 1), thread_name_prefix="edgead-host")
-    return _POOL
+    return list(_POOL.map(fn, items))
 
 
 def preprocess_batch(images: list[np.ndarray], spec: InputSpec) -> np.ndarray:
     """Images -> one (N, 3, H, W) float32 batch, each written in place (in parallel from
     ``PARALLEL_FROM`` images on)."""
     batch = np.empty((len(images), 3, spec.height, spec.width), np.float32)
-    if len(images) < PARALLEL_FROM or (os.cpu_count() or 1) == 1:
-        for i, image in enumerate(images):
-            preprocess(image, spec, batch[i])
-    else:
-        list(host_pool().map(lambda i: preprocess(images[i], spec, batch[i]), range(len(images))))
+    host_map(lambda i: preprocess(images[i], spec, batch[i]), range(len(images)))
     return batch

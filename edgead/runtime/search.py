@@ -68,9 +68,8 @@ class FaissSearch(NearestSearch):
         return sq, idx.astype(np.int64, copy=False)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        return np.stack([self.cpu_index.reconstruct(int(i)) for i in np.ravel(ids)]).reshape(
-            *np.shape(ids), self.cpu_index.d
-        )
+        flat = np.ascontiguousarray(np.ravel(ids), dtype=np.int64)
+        return self.cpu_index.reconstruct_batch(flat).reshape(*np.shape(ids), self.cpu_index.d)
 
 
 class TorchSearch(NearestSearch):
