@@ -50,8 +50,12 @@ edgead() { python3 -m edgead "$@"; }
 # bench BUNDLE NAME: both precisions through the torch backend, JSON into $OUT/bench.jsonl
 bench_bundle() {
     for precision in $PRECISIONS; do
-        edgead bench "$1" --data "$JUICE" --backend torch --device "$DEVICE" \
+        if ! edgead bench "$1" --data "$JUICE" --backend torch --device "$DEVICE" \
             --precision "$precision" --batch "$BATCHES" --format json --out "$WORK/b" >/dev/null
+        then
+            echo "BENCH FAILED: $2 $precision"
+            continue
+        fi
         python3 - "$WORK/b/bench.json" "$2" "$OUT/bench.jsonl" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -67,18 +71,46 @@ PY
 step_bench() {
     nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
     python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-    python3 -m pytest -m gpu tests -q -p no:cacheprovider -rs || echo "GPU TESTS FAILED"
+    # PatchCore, Lite0: memory bank searched by the runtime (torch-cuda), and in the graph
     edgead -q export patchcore --data "$JUICE" --out "$WORK/pc_lite0" --coreset-ratio "$CORESET" \
         --device "$DEVICE" --torch-graph --overwrite
+    python3 -c "import json,sys; f=json.load(open(sys.argv[1]))['fit']; print('fit', f)" \
+        "$WORK/pc_lite0/manifest.json"
     bench_bundle "$WORK/pc_lite0" patchcore-lite0
-    edgead -q export patchcore --data "$JUICE" --out "$WORK/pc_wrn50" --coreset-ratio "$CORESET" \
-        --backbone wide_resnet50_2 --weights none --device "$DEVICE" --torch-graph --overwrite
-    bench_bundle "$WORK/pc_wrn50" patchcore-wrn50-random-weights
+    edgead -q export patchcore --data "$JUICE" --out "$WORK/pc_lite0_graph" \
+        --coreset-ratio "$CORESET" --device "$DEVICE" --torch-graph --search graph --overwrite
+    bench_bundle "$WORK/pc_lite0_graph" patchcore-lite0-ingraph
     # latency does not depend on how long it trained: a short run gives the networks
     edgead -q export efficientad --data "$JUICE" --out "$WORK/ead_s" --steps 200 \
         --teacher-steps 50 --image-size "$SIZE" --device "$DEVICE" --torch-graph --no-fp16 \
         --overwrite
     bench_bundle "$WORK/ead_s" efficientad-s
+    for b in pc_lite0 pc_lite0_graph; do
+        for precision in $PRECISIONS; do
+            edgead parity "$WORK/$b" "$JUICE" --backend torch --device "$DEVICE" \
+                --precision "$precision" --json "$OUT/parity.jsonl.tmp" >/dev/null || true
+            python3 - "$OUT/parity.jsonl.tmp" "$b-$precision" "$OUT/parity.jsonl" <<'PY'
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except (OSError, ValueError) as exc:
+    r = {"error": str(exc)}
+r["name"] = sys.argv[2]
+open(sys.argv[3], "a").write(json.dumps(r) + "\n")
+print("parity", sys.argv[2], r.get("passed"), [(x.get("check"), x.get("ok")) for x in r.get("rows", [])])
+PY
+        done
+    done
+    rm -f "$OUT/parity.jsonl.tmp"
+    timeout "${EDGEAD_TEST_S:-240}" python3 -m pytest -m gpu tests -q -p no:cacheprovider -rs -x \
+        || echo "GPU TESTS FAILED OR TIMED OUT"
+    python3 benchmarks/coreset.py --data "$JUICE" --device "$DEVICE" \
+        --scale "${EDGEAD_CORESET_SCALE:-550000}" \
+        --ratio "$CORESET" --json "$OUT/coreset.json" || echo "CORESET BENCHMARK FAILED"
+    edgead -q export patchcore --data "$JUICE" --out "$WORK/pc_wrn50" --coreset-ratio "$CORESET" \
+        --backbone wide_resnet50_2 --weights none --device "$DEVICE" --torch-graph \
+        --search graph --overwrite
+    bench_bundle "$WORK/pc_wrn50" patchcore-wrn50-random-weights-ingraph
     python3 -m pytest benchmarks/test_search_placement.py -q -p no:cacheprovider \
         --benchmark-json "$OUT/search.json" --benchmark-columns=median,iqr,ops
 }

@@ -174,6 +174,18 @@ def export_bundle(
             write_torch_graph(
                 writer, "backbone.pt2", "torch_graph", "fp32", module, saved, output_names
             )
+            if fp16:
+                # the FP16 ONNX graph's module as a program: the torch backend's FP16 runs the
+                # same arithmetic as onnxruntime's and TensorRT's (FP32 islands included)
+                write_torch_graph(
+                    writer,
+                    "backbone_fp16.pt2",
+                    "torch_graph_fp16",
+                    "fp16",
+                    half,
+                    saved,
+                    output_names,
+                )
         scorer = write_artifacts(writer)
         write_golden(
             writer,

@@ -20,45 +20,6 @@ from edgead.runtime.preprocess import preprocess
 log = logging.getLogger(__name__)
 
 
-def k_center_greedy(
-    features: torch.Tensor,
-    n_select: int,
-    projection_dim: int | None = 128,
-    seed: int = 0,
-    quiet: bool = True,
-) -> torch.Tensor:
-    """Greedy k-center coreset (PatchCore, Roth et al. 2022, Alg. 1).
-
-    Repeatedly picks the point farthest from everything picked so far. Distances are taken
-    in a Gaussian random projection to ``projection_dim`` (Johnson-Lindenstrauss) for speed;
-    None keeps the full dimension. Returns the indices of the selected rows.
-    """
-    n = features.shape[0]
-    if n_select >= n:
-        return torch.arange(n)
-    generator = torch.Generator().manual_seed(seed)
-    x = features.float()
-    if projection_dim is not None and projection_dim < x.shape[1]:
-        proj = torch.randn(x.shape[1], projection_dim, generator=generator) / projection_dim**0.5
-        x = x @ proj
-    sq = (x * x).sum(1)
-    min_dist = torch.full((n,), float("inf"))
-    selected = torch.empty(n_select, dtype=torch.long)
-    idx = int(torch.randint(n, (1,), generator=generator))
-    bar = tqdm(
-        total=n_select, desc="coreset", disable=quiet or None, unit="pt", leave=False, miniters=256
-    )
-    for i in range(n_select):
-        selected[i] = idx
-        c = x[idx]
-        dist = sq - 2.0 * (x @ c) + (c * c).sum()
-        torch.minimum(min_dist, dist, out=min_dist)
-        idx = int(torch.argmax(min_dist))
-        bar.update(1)
-    bar.close()
-    return selected
-
-
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of (B, 1, H, W) maps with reflect padding.
 

@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgead.components.coreset import k_center_greedy
 from edgead.models.backbones import create_feature_backbone
 from edgead.models.common import (
     adaptive_pool_matrix,
     anomaly_map,
     batched_inputs,
     input_spec,
-    k_center_greedy,
 )
 from edgead.models.config import ConfigMixin
 
@@ -158,7 +158,10 @@ def fit(
     features = torch.cat(chunks)
     t_feat = time.perf_counter()
     n_select = max(1, round(config.coreset_ratio * features.shape[0]))
-    idx = k_center_greedy(features, n_select, config.coreset_projection, config.seed, quiet)
+    # on the fit's device: the plain greedy on CUDA, the pruned kernel on the CPU
+    idx = k_center_greedy(
+        features, n_select, config.coreset_projection, config.seed, quiet, device=device
+    )
     bank = features[idx].contiguous()
     t_core = time.perf_counter()
     model = PatchCoreModel(embedder.cpu(), bank, config).eval()

@@ -36,6 +36,44 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide a figure (those importable here; torch only when
+    already imported, so that the runtime never loads it for this)."""
+    import sys
+    from importlib import metadata
+
+    names = ["numpy", "onnxruntime", "faiss-cpu", "opencv-python-headless", "numba", "torch"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        if name == "torch" and "torch" not in sys.modules:
+            continue
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def bench_context(threads: int | None = None) -> dict:
+    """What every speed figure travels with: CPU, cores, threads used, load, versions, date."""
+    import datetime
+    import os
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "threads": threads,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "versions": library_versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 @dataclass
 class BenchReport:
     bundle: str

@@ -41,9 +41,11 @@ class Failure:
 GRAPH_ROLES = {
     "onnxruntime": {"fp32": "backbone", "fp16": "backbone_fp16"},
     "tensorrt": {"fp32": "engine_fp32", "fp16": "engine_fp16"},
-    # one program; FP16 through autocast on CUDA
-    "torch": {"fp32": "torch_graph", "fp16": "torch_graph"},
+    # FP16: the program exported from the FP16 graph's module; bundles written before it
+    # existed fall back to the FP32 program under autocast (CUDA only)
+    "torch": {"fp32": "torch_graph", "fp16": "torch_graph_fp16"},
 }
+FALLBACK_ROLES = {"torch_graph_fp16": "torch_graph"}
 
 
 def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
@@ -52,6 +54,8 @@ def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
     role = roles.get(precision)
     if role is None:
         raise BundleError(f"unknown precision {precision!r}: fp32 or fp16")
+    if not bundle.has(role) and bundle.has(FALLBACK_ROLES.get(role, "")):
+        role = FALLBACK_ROLES[role]
     if not bundle.has(role):
         fix = {
             "tensorrt": f"`edgead build-engine {bundle.root} --precision {precision}`",
@@ -80,9 +84,12 @@ class Pipeline:
         self.precision = precision
         artifact = graph_artifact(self.bundle, backend, precision)
         self.backend: Backend = create_backend(
-            backend, self.bundle.root / artifact.path, device, artifact.meta
+            backend,
+            self.bundle.root / artifact.path,
+            device,
+            {**artifact.meta, "precision": artifact.precision},
+            precision,
         )
-        self.backend.precision = precision  # the torch backend runs FP16 through autocast
         self.backend.activate()
         try:
             self.search = resolve_search(search, self.backend.on_gpu)

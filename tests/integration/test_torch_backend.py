@@ -4,6 +4,9 @@ CUDA graphs) runs where a GPU is."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -49,9 +52,77 @@ def test_torch_and_onnxruntime_agree_image_by_image(torch_bundles, synthetic_dat
     np.testing.assert_allclose([p.image_score for p in a], [p.image_score for p in b], rtol=1e-4)
 
 
-def test_fp16_on_the_cpu_is_refused_not_run_as_fp32(torch_bundles):
-    with pytest.raises(BackendError, match="FP16 runs on CUDA only"):
-        Pipeline(torch_bundles["padim"], "torch", "cpu", precision="fp16")
+def test_fp16_program_runs_on_the_cpu_and_scores_like_onnxruntime_fp16(
+    torch_bundles, synthetic_data
+):
+    """The FP16 program is the FP16 ONNX graph's module: real FP16 arithmetic, CPU included."""
+    report = run_parity(
+        torch_bundles["patchcore"], synthetic_data, backend="torch", device="cpu", precision="fp16"
+    )
+    assert report.passed, report.table()
+    with Pipeline(torch_bundles["patchcore"], "torch", "cpu", precision="fp16") as pipe:
+        assert not pipe.backend.autocast
+        assert pipe.backend.path.name == "backbone_fp16.pt2"
+
+
+@pytest.fixture(scope="module")
+def fp32_program_only(torch_bundles, tmp_path_factory):
+    """A bundle as written before the FP16 program existed: the FP32 program alone."""
+    from edgead.bundle.io import open_bundle
+
+    root = tmp_path_factory.mktemp("old_bundle") / "patchcore"
+    shutil.copytree(torch_bundles["patchcore"], root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["role"] != "torch_graph_fp16"]
+    (root / "backbone_fp16.pt2").unlink()
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    open_bundle(root)
+    return root
+
+
+def test_autocast_fallback_on_the_cpu_is_refused_not_run_as_fp32(fp32_program_only):
+    with pytest.raises(BackendError, match="autocast FP16 runs on CUDA only"):
+        Pipeline(fp32_program_only, "torch", "cpu", precision="fp16")
+
+
+def test_autocast_runs_programs_that_cast_to_fp32():
+    """torch.export guards every .float() with a dtype assertion that autocast trips; the
+    backend drops those assertions for its autocast path (CPU autocast in bfloat16 shows it)."""
+    from torch import nn
+
+    from edgead.runtime.backends.torch_backend import drop_dtype_asserts
+
+    class CastsUp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return self.conv(x).float().sum(1)
+
+    program = torch.export.export(CastsUp().eval(), (torch.randn(1, 3, 4, 4),))
+    module = program.module()
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="dtype"):
+        module(torch.randn(1, 3, 4, 4))
+    drop_dtype_asserts(module)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert module(torch.randn(1, 3, 4, 4)).dtype == torch.float32
+
+
+@pytest.fixture(scope="module")
+def graph_search_bundle(fitted, tmp_path_factory):
+    out = tmp_path_factory.mktemp("graph_search") / "patchcore"
+    return export_model(fitted.model("patchcore"), out, search="graph", torch_graph=True)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_in_graph_search_program_passes_parity_on_the_cpu(
+    graph_search_bundle, synthetic_data, precision
+):
+    report = run_parity(
+        graph_search_bundle, synthetic_data, backend="torch", device="cpu", precision=precision
+    )
+    assert report.passed, report.table()
 
 
 def test_bundle_without_the_program_says_how_to_add_it(fitted):
@@ -61,10 +132,23 @@ def test_bundle_without_the_program_says_how_to_add_it(fitted):
 
 @needs_cuda
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["patchcore", "efficientad"])
+@pytest.mark.parametrize("name", NAMES)
 def test_cuda_graphs_fp16_score_like_fp32(torch_bundles, name, synthetic_data):
     for precision in ("fp32", "fp16"):
         report = run_parity(
             torch_bundles[name], synthetic_data, backend="torch", device="cuda", precision=precision
         )
         assert report.passed, report.table()
+
+
+@needs_cuda
+@pytest.mark.gpu
+def test_cuda_in_graph_search_and_autocast_fallback(
+    graph_search_bundle, fp32_program_only, synthetic_data
+):
+    for bundle in (graph_search_bundle, fp32_program_only):
+        for precision in ("fp32", "fp16"):
+            report = run_parity(
+                bundle, synthetic_data, backend="torch", device="cuda", precision=precision
+            )
+            assert report.passed, (bundle, precision, report.table())

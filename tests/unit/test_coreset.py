@@ -3,7 +3,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from edgead.models.common import adaptive_pool_matrix, gaussian_blur, k_center_greedy  # noqa: E402
+from edgead.components.coreset import k_center_greedy  # noqa: E402
+from edgead.models.common import adaptive_pool_matrix, gaussian_blur  # noqa: E402
 
 
 def test_k_center_greedy_picks_the_farthest_point_each_time():
@@ -54,3 +55,53 @@ def test_bilinear_upsampling_matches_opencv():
     )[0, 0].numpy()
     want = cv2.resize(img, (224, 224), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def naive_picks(x: torch.Tensor, n_select: int, start: int) -> list[int]:
+    """The definition: each pick is the point farthest from all earlier picks."""
+    min_dist = torch.full((len(x),), float("inf"), dtype=torch.float64)
+    picks = [start]
+    for _ in range(n_select - 1):
+        d = ((x.double() - x[picks[-1]].double()) ** 2).sum(1)
+        min_dist = torch.minimum(min_dist, d)
+        picks.append(int(min_dist.argmax()))
+    return picks
+
+
+def clustered(n_clusters: int = 30, per: int = 400, dim: int = 24, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n_clusters, dim, generator=g) * 4
+    spread = torch.rand(n_clusters, 1, generator=g) + 0.2
+    return torch.cat(
+        [c + s * torch.randn(per, dim, generator=g) for c, s in zip(centres, spread, strict=True)]
+    )
+
+
+def test_pruned_greedy_equals_the_definition_on_clustered_points():
+    from edgead.components.coreset import first_pick
+
+    x = clustered()
+    n = 600  # far past the point where most cells are skipped
+    got = k_center_greedy(x, n, projection_dim=None, seed=3, device="cpu").tolist()
+    assert got == naive_picks(x, n, first_pick(len(x), 3))
+
+
+def test_covering_radius_of_the_picks():
+    from edgead.components.coreset import covering_radius
+
+    x = clustered(per=100)
+    sel = k_center_greedy(x, 200, projection_dim=None)
+    want = torch.cdist(x, x[sel]).min(1).values.max()
+    assert abs(covering_radius(x, sel) - float(want)) < 1e-3
+    # greedy k-center is a 2-approximation: any 200 points cover no better than half of it
+    assert covering_radius(x, sel) <= covering_radius(x, torch.arange(200))
+
+
+@pytest.mark.gpu
+def test_cuda_greedy_picks_as_the_cpu_kernel():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    x = clustered()
+    cpu = k_center_greedy(x, 500, projection_dim=16, seed=1, device="cpu")
+    gpu = k_center_greedy(x, 500, projection_dim=16, seed=1, device="cuda")
+    assert (cpu == gpu).float().mean() > 0.98  # ties may resolve differently in FP32

@@ -24,12 +24,20 @@ class Backend(ABC):
     """Runs one graph of a bundle. ``name`` is what ``--backend`` takes."""
 
     name: str = ""
-    precision: str = "fp32"  # which precision the pipeline asked for (torch: autocast FP16)
 
-    def __init__(self, path: Path, device: str | None = None, meta: dict | None = None):
+    def __init__(
+        self,
+        path: Path,
+        device: str | None = None,
+        meta: dict | None = None,
+        precision: str = "fp32",
+        threads: int | None = None,
+    ):
         self.path = Path(path)
         self.device = device  # None means the backend's default
         self.meta = meta  # the artifact's manifest metadata (engines: TensorRT version, GPU)
+        self.precision = precision  # the precision asked for (the artifact's, or autocast's)
+        self.threads = threads  # host threads for the backend's own pool; None: the default
         self.is_active = False
 
     # -- public API -------------------------------------------------------------------------
@@ -110,10 +118,15 @@ def register_backend(name: str) -> Callable[[type[Backend]], type[Backend]]:
 
 
 def create_backend(
-    name: str, path: Path, device: str | None = None, meta: dict | None = None
+    name: str,
+    path: Path,
+    device: str | None = None,
+    meta: dict | None = None,
+    precision: str = "fp32",
+    threads: int | None = None,
 ) -> Backend:
     from edgead.runtime import backends as _  # noqa: F401  (registers the built-ins)
 
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](path, device, meta)
+    return BACKENDS[name](path, device, meta, precision, threads)

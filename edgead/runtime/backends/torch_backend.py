@@ -1,11 +1,13 @@
 """torch backend: the bundle's torch.export program (``edgead export ... --torch-graph``) on a
 CUDA GPU without TensorRT, or on the CPU.
 
-On CUDA: FP16 through autocast (convolutions and matrix products in FP16; reductions, squares
-and normalizations stay FP32 under autocast's rules, as in the FP16 ONNX graphs), channels_last
-memory layout, and one CUDA graph captured per batch size, replayed with static input and
-output buffers (inputs are copied in from pinned host memory). torch is imported on activation
-only: the runtime stays importable without it.
+FP16 runs the bundle's FP16 program (``torch_graph_fp16``: the module of the FP16 ONNX graph,
+FP32 islands included), on CUDA or, slowly, on the CPU. Bundles written before that program
+existed run their FP32 program under CUDA autocast instead; the program's dtype assertions
+(which autocast's casts would trip) are dropped for that. On CUDA: channels_last memory
+layout, and one CUDA graph captured per batch size, replayed with static input and output
+buffers (inputs are copied in from pinned host memory). torch is imported on activation only:
+the runtime stays importable without it.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ class TorchBackend(Backend):
         if device != "cpu" and not device.startswith("cuda"):
             raise BackendError(f"torch backend: unknown device {device!r} (cpu or cuda)")
         self.torch_device = torch.device(device)
-        if self.precision == "fp16" and self.torch_device.type != "cuda":
-            raise BackendError(
-                "torch backend: FP16 runs on CUDA only (autocast); on the CPU use --precision "
-                "fp32, or --backend onnxruntime, whose FP16 graph runs on the CPU"
-            )
         meta = self.meta or {}
+        # an FP32 program asked to run FP16: autocast (a bundle without the FP16 program)
+        self.autocast = self.precision == "fp16" and meta.get("precision") != "fp16"
+        if self.autocast and self.torch_device.type != "cuda":
+            raise BackendError(
+                f"{self.path}: this bundle has no FP16 torch program and autocast FP16 runs on "
+                "CUDA only; on the CPU use --precision fp32, --backend onnxruntime (whose FP16 "
+                "graph runs on the CPU), or re-export with --torch-graph"
+            )
         try:
             program = torch.export.load(str(self.path))
         except Exception as exc:  # torch raises several types for a foreign or broken file
@@ -47,6 +52,8 @@ class TorchBackend(Backend):
                 f"(written by torch {meta.get('torch', '?')}): {exc}; re-export with --torch-graph"
             ) from exc
         self.module = program.module().to(self.torch_device)
+        if self.autocast:
+            drop_dtype_asserts(self.module)
         self.cuda = self.torch_device.type == "cuda"
         if self.cuda:
             self.module = self.module.to(memory_format=torch.channels_last)
@@ -63,7 +70,7 @@ class TorchBackend(Backend):
         return self._inputs
 
     def _autocast(self):
-        if self.cuda and self.precision == "fp16":
+        if self.autocast:
             return self.torch.autocast("cuda", dtype=self.torch.float16)
         return contextlib.nullcontext()
 
@@ -116,4 +123,23 @@ class TorchBackend(Backend):
 
     def describe(self) -> str:
         kind = "cuda graphs, channels_last" if self.cuda else "cpu"
+        if self.autocast:
+            kind += ", autocast fp16"
         return f"torch[{kind}]"
+
+
+def drop_dtype_asserts(module) -> None:
+    """Remove the ``_assert_tensor_metadata`` checks that torch.export puts before ``.to(dtype)``
+    casts: under autocast a tensor the program expects in FP32 arrives in FP16 and the check
+    fails the run ("Tensor dtype mismatch"). The casts themselves stay."""
+    import torch
+
+    target = torch.ops.aten._assert_tensor_metadata.default
+    for gm in module.modules():
+        if not isinstance(gm, torch.fx.GraphModule):
+            continue
+        nodes = [n for n in gm.graph.nodes if n.op == "call_function" and n.target is target]
+        for node in nodes:
+            gm.graph.erase_node(node)
+        if nodes:
+            gm.recompile()
