@@ -92,7 +92,7 @@ def run(
                     "torch_ms": manifest.metrics.torch_ms_per_image,
                     "fit": manifest.fit,
                     "bundle_bytes": bench.bundle_bytes,
-                    "context": bench.context(),
+                    "context": bench.title(),
                 }
             )
         images[f"ROC curves, {category} (bundle scores; ROCAUC in the legend)"] = roc_png(

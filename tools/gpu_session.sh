@@ -62,8 +62,15 @@ r = json.load(open(sys.argv[1]))
 r["name"] = sys.argv[2]
 open(sys.argv[3], "a").write(json.dumps(r) + "\n")
 stages = " ".join(f"{k} {v['p50']:.2f}" for k, v in r["latency_ms"].items())
+lat = r["latency_ms"]
+h2h = lat["total"]["p50"] - lat.get("decode", {}).get("p50", 0.0)
 rates = ", ".join(f"batch {b}: {v:.0f} img/s" for b, v in r["throughput"].items())
-print(f"{r['name']} {r['precision']} [{r['backend']}] p50 ms: {stages}; {rates}")
+split = "; ".join(
+    f"b{b}: " + " ".join(f"{k} {v:.3f}" for k, v in st.items())
+    for b, st in r.get("batch_stages_ms", {}).items()
+)
+print(f"{r['name']} {r['precision']} [{r['backend']}] p50 ms: {stages}; host-to-host "
+      f"{h2h:.2f}; {rates}; ms/img {split}")
 PY
     done
 }

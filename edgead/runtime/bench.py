@@ -85,13 +85,16 @@ class BenchReport:
     n_images: int
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     throughput: dict[int, float] = field(default_factory=dict)  # batch -> images/s
+    # batch -> stage -> ms per image (mean over the throughput runs): where a batch's time goes
+    batch_stages_ms: dict[int, dict[str, float]] = field(default_factory=dict)
+    context: dict = field(default_factory=dict)  # bench_context(): CPU, cores, load, versions
     peak_rss_bytes: int = 0
     bundle_bytes: int = 0
     scorer_memory_bytes: int | None = None
     warmup: int = 0
     iterations: int = 0
 
-    def context(self) -> str:
+    def title(self) -> str:
         return (
             f"{self.detector} | {self.backend} | {self.precision} | input "
             f"{'x'.join(map(str, self.input_shape))} | {self.device}"
@@ -108,9 +111,14 @@ class BenchReport:
             headers=["stage (batch 1)", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
             tablefmt="github",
         )
+        stage_names = list(dict.fromkeys(k for v in self.batch_stages_ms.values() for k in v))
         thr = tabulate(
-            [[b, f"{v:.1f}", f"{1000 / v:.2f}"] for b, v in self.throughput.items()],
-            headers=["batch", "images/s", "ms per image"],
+            [
+                [b, f"{v:.1f}", f"{1000 / v:.2f}"]
+                + [f"{self.batch_stages_ms.get(b, {}).get(s, 0.0):.3f}" for s in stage_names]
+                for b, v in self.throughput.items()
+            ],
+            headers=["batch", "images/s", "ms per image"] + [f"{s} ms/img" for s in stage_names],
             tablefmt="github",
         )
         mem = tabulate(
@@ -126,7 +134,7 @@ class BenchReport:
             headers=["memory", ""],
         )
         return (
-            f"**{self.context()}** — {self.n_images} images, {self.warmup} warm-up, "
+            f"**{self.title()}** — {self.n_images} images, {self.warmup} warm-up, "
             f"{self.iterations} timed runs\n\n{lat}\n\n{thr}\n\n{mem}\n"
         )
 
@@ -178,6 +186,7 @@ def run_bench(
             scorer_memory_bytes=b.manifest.scorer.params.get("memory_bytes"),
             warmup=warmup,
             iterations=iterations,
+            context=bench_context(),
         )
         for i in range(warmup):
             pipe.predict([images[i % len(images)]])
@@ -196,9 +205,14 @@ def run_bench(
             chunk = [images[i % len(images)] for i in range(batch)]
             pipe.predict(chunk)  # warm-up at this batch size
             runs = max(3, iterations // batch)
+            stages: dict[str, float] = {}
             start = time.perf_counter()
             for _ in range(runs):
-                pipe.predict(chunk)
+                timer = StageTimer(pipe.backend.synchronize)
+                pipe.predict(chunk, timer)
+                for k, v in timer.ms.items():
+                    stages[k] = stages.get(k, 0.0) + v / (batch * runs)
             report.throughput[batch] = batch * runs / (time.perf_counter() - start)
+            report.batch_stages_ms[batch] = stages
     report.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return report

@@ -14,7 +14,7 @@ from edgead.data.images import read_image
 from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
-from edgead.runtime.preprocess import host_map, preprocess_batch
+from edgead.runtime.preprocess import affine, host_map, preprocess_batch, resize_batch
 from edgead.runtime.scorers.base import ScorerOutput, load_scorer
 from edgead.runtime.search import resolve_search
 from edgead.runtime.timing import StageTimer
@@ -122,10 +122,18 @@ class Pipeline:
         """Score a batch of RGB uint8 images; stage times are split evenly over the batch."""
         timer = timer or StageTimer(self.backend.synchronize)
         m = self.bundle.manifest
-        with timer("preprocess"):
-            batch = preprocess_batch(images, self.spec)
-        with timer("backbone"):
-            outputs = self.backend.infer({self.input_name: batch})
+        if self.backend.takes_uint8:  # resized on the host, normalized on the device
+            with timer("preprocess"):
+                spec = self.spec
+                batch = self.backend.uint8_buffer(len(images), spec.height, spec.width)
+                resize_batch(images, spec, batch)
+            with timer("backbone"):
+                outputs = self.backend.infer_uint8(batch, *affine(spec))
+        else:
+            with timer("preprocess"):
+                batch = preprocess_batch(images, self.spec)
+            with timer("backbone"):
+                outputs = self.backend.infer({self.input_name: batch})
         with timer("search"):
             scored = self.scorer.run(outputs)
         with timer("postprocess"):

@@ -49,6 +49,24 @@ def preprocess(image: np.ndarray, spec: InputSpec, out: np.ndarray | None = None
     return out
 
 
+def resize_rgb(image: np.ndarray, spec: InputSpec, out: np.ndarray) -> np.ndarray:
+    """RGB uint8 HxWx3 -> uint8 (height, width, 3) in the graph's channel order, written into
+    ``out``: the host half of ``preprocess`` for backends that normalize on the device."""
+    if spec.interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {spec.interpolation!r}")
+    if image.shape[:2] != (spec.height, spec.width):
+        image = cv2.resize(
+            image, (spec.width, spec.height), interpolation=INTERPOLATIONS[spec.interpolation]
+        )
+    out[...] = image[:, :, ::-1] if spec.channel_order == "BGR" else image
+    return out
+
+
+def affine(spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (scale, offset) with normalized = uint8 * scale + offset (float32)."""
+    return _affine(tuple(spec.mean), tuple(spec.std))
+
+
 @lru_cache(maxsize=8)
 def _affine(mean: tuple, std: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(x / 255 - mean) / std as x * scale + offset, per channel (once per input spec)."""
@@ -82,3 +100,9 @@ def preprocess_batch(images: list[np.ndarray], spec: InputSpec) -> np.ndarray:
     batch = np.empty((len(images), 3, spec.height, spec.width), np.float32)
     host_map(lambda i: preprocess(images[i], spec, batch[i]), range(len(images)))
     return batch
+
+
+def resize_batch(images: list[np.ndarray], spec: InputSpec, out: np.ndarray) -> np.ndarray:
+    """Images -> (N, H, W, 3) uint8 written into ``out`` (in parallel as ``preprocess_batch``)."""
+    host_map(lambda i: resize_rgb(images[i], spec, out[i]), range(len(images)))
+    return out

@@ -90,7 +90,7 @@ def test_autocast_runs_programs_that_cast_to_fp32():
     backend drops those assertions for its autocast path (CPU autocast in bfloat16 shows it)."""
     from torch import nn
 
-    from edgead.runtime.backends.torch_backend import drop_dtype_asserts
+    from edgead.runtime.backends.torch_backend import drop_metadata_asserts
 
     class CastsUp(nn.Module):
         def __init__(self):
@@ -104,7 +104,7 @@ def test_autocast_runs_programs_that_cast_to_fp32():
     module = program.module()
     with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(RuntimeError, match="dtype"):
         module(torch.randn(1, 3, 4, 4))
-    drop_dtype_asserts(module)
+    drop_metadata_asserts(module)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert module(torch.randn(1, 3, 4, 4)).dtype == torch.float32
 
@@ -152,3 +152,32 @@ def test_cuda_in_graph_search_and_autocast_fallback(
                 bundle, synthetic_data, backend="torch", device="cuda", precision=precision
             )
             assert report.passed, (bundle, precision, report.table())
+
+
+def test_pipeline_uint8_path_scores_like_the_float_path(fitted, synthetic_data, monkeypatch):
+    """The pipeline's uint8 route (what the CUDA backend takes), run on the CPU by a backend
+    that normalizes like the device does: the same scores as the float32 route."""
+    from edgead.data.images import read_image
+    from edgead.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    class NormalizesItself(OnnxRuntimeBackend):
+        takes_uint8 = True
+
+        def infer_uint8(self, images, scale, offset):
+            x = images.transpose(0, 3, 1, 2).astype(np.float32)
+            x = x * scale[None, :, None, None] + offset[None, :, None, None]
+            return self.infer({"input": np.ascontiguousarray(x)})
+
+    images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:5]]
+    bundle = fitted.bundle("patchcore")
+    with Pipeline(bundle) as plain:
+        want = plain.predict(images)
+    monkeypatch.setitem(
+        __import__("edgead.runtime.backends.base", fromlist=["BACKENDS"]).BACKENDS,
+        "onnxruntime",
+        NormalizesItself,
+    )
+    with Pipeline(bundle) as pipe:
+        assert pipe.backend.takes_uint8
+        got = pipe.predict(images)
+    assert [p.image_score for p in got] == [p.image_score for p in want]

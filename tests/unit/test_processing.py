@@ -4,7 +4,13 @@ import pytest
 
 from edgead.bundle.manifest import InputSpec, Normalization, PostprocessSpec
 from edgead.runtime.postprocess import anomaly_map, normalize_score, overlay, verdict
-from edgead.runtime.preprocess import PARALLEL_FROM, preprocess, preprocess_batch
+from edgead.runtime.preprocess import (
+    PARALLEL_FROM,
+    affine,
+    preprocess,
+    preprocess_batch,
+    resize_batch,
+)
 
 
 def test_preprocess_by_hand():
@@ -40,6 +46,20 @@ def test_batch_preprocessing_in_threads_equals_one_by_one():
     assert batch.shape == (6, 3, 20, 16) and batch.dtype == np.float32
     np.testing.assert_array_equal(batch, np.stack([preprocess(im, spec) for im in images]))
     assert preprocess_batch([], spec).shape == (0, 3, 20, 16)
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_uint8_batch_normalized_on_a_device_equals_host_preprocessing(order):
+    """The device path (resize on the host, uint8 * scale + offset on the GPU) computes the
+    host's float32 input bit for bit: the same two roundings in the same order."""
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (*s, 3), dtype=np.uint8) for s in [(40, 30), (20, 16)] * 3]
+    spec = InputSpec(20, 16, channel_order=order, mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 2.0))
+    u8 = resize_batch(images, spec, np.empty((6, 20, 16, 3), np.uint8))
+    scale, offset = affine(spec)
+    nchw = u8.transpose(0, 3, 1, 2).astype(np.float32)
+    on_device = nchw * scale[None, :, None, None] + offset[None, :, None, None]
+    np.testing.assert_array_equal(on_device, preprocess_batch(images, spec))
 
 
 def test_anomaly_map_upsamples_and_blurs():

@@ -80,6 +80,24 @@ class Backend(ABC):
                 )
         return self.infer_impl(feed)
 
+    # -- uint8 input: backends that normalize on their device ----------------------------------
+    @property
+    def takes_uint8(self) -> bool:
+        """Whether ``infer_uint8`` is the faster way in: resized uint8 (N, H, W, 3) images are
+        sent to the device (a quarter of the float32 bytes) and normalized there."""
+        return False
+
+    def uint8_buffer(self, n: int, height: int, width: int) -> np.ndarray:
+        """Where the host writes a uint8 batch for ``infer_uint8`` (pinned memory on CUDA;
+        valid until the next call)."""
+        return np.empty((n, height, width, 3), np.uint8)
+
+    def infer_uint8(
+        self, images: np.ndarray, scale: np.ndarray, offset: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Run the graph on ``images * scale + offset`` (per channel), NCHW float32."""
+        raise BackendError(f"{self.name} backend takes float32 input only")
+
     def synchronize(self) -> None:  # noqa: B027  (a no-op unless the backend queues device work)
         """Wait for queued device work; stage timers call this at every stage boundary."""
 
