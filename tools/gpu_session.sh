@@ -122,6 +122,31 @@ PY
         --benchmark-json "$OUT/search.json" --benchmark-columns=median,iqr,ops
 }
 
+# the short form, for a second call: PatchCore (search in the graph) and EfficientAD-S benched,
+# PatchCore parity at both precisions on the GPU, then the GPU tests; timestamps in the log
+step_quick() {
+    nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
+    echo "t0 $(date +%s)"
+    edgead -q export patchcore --data "$JUICE" --out "$WORK/pc_lite0_graph" \
+        --coreset-ratio "$CORESET" --device "$DEVICE" --torch-graph --search graph --overwrite
+    echo "exported $(date +%s)"
+    bench_bundle "$WORK/pc_lite0_graph" patchcore-lite0-ingraph
+    echo "benched $(date +%s)"
+    for precision in $PRECISIONS; do
+        edgead parity "$WORK/pc_lite0_graph" "$JUICE" --backend torch --device "$DEVICE" \
+            --precision "$precision" --json "$OUT/parity_$precision.json" | tail -12 || true
+    done
+    echo "parity $(date +%s)"
+    edgead -q export efficientad --data "$JUICE" --out "$WORK/ead_s" --steps 200 \
+        --teacher-steps 50 --image-size "$SIZE" --device "$DEVICE" --torch-graph --no-fp16 \
+        --overwrite
+    PRECISIONS=fp16 bench_bundle "$WORK/ead_s" efficientad-s
+    echo "efficientad $(date +%s)"
+    timeout "${EDGEAD_TEST_S:-240}" python3 -m pytest -m gpu tests -q -p no:cacheprovider -rs \
+        || echo "GPU TESTS FAILED OR TIMED OUT"
+    echo "tests $(date +%s)"
+}
+
 step_train() {
     category=${1:?train needs a category, e.g. loco_juice_bottle}
     data=$KIT/data/$category
@@ -155,6 +180,7 @@ step=${1:?usage: gpu_session.sh bench | train CATEGORY}
 shift
 case $step in
     bench) step_bench 2>&1 | tee -a "$OUT/bench.log" ;;
+    quick) step_quick 2>&1 | tee -a "$OUT/quick.log" ;;
     train) step_train "$@" 2>&1 | tee -a "$OUT/train_$1.log" ;;
     *) echo "unknown step $step: bench or train CATEGORY" >&2; exit 2 ;;
 esac

@@ -130,15 +130,29 @@ def test_bundle_without_the_program_says_how_to_add_it(fitted):
         Pipeline(fitted.bundle("padim"), "torch", "cpu")
 
 
+def fp16_rows_pass(report) -> None:
+    """FP16 on the 18 synthetic images: golden outputs and every image's score within the FP16
+    tolerances. One swapped pair moves ROCAUC by 1.4 points there (SPADE on an H100 did that);
+    the FP16 ROCAUC tolerance is checked on the real data."""
+    rows = {r.check.split(" (")[0]: r for r in report.rows}
+    for check, row in rows.items():
+        if check.startswith("golden") or check == "per-image score":
+            assert row.ok, report.table()
+
+
 @needs_cuda
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", NAMES)
 def test_cuda_graphs_fp16_score_like_fp32(torch_bundles, name, synthetic_data):
-    for precision in ("fp32", "fp16"):
-        report = run_parity(
-            torch_bundles[name], synthetic_data, backend="torch", device="cuda", precision=precision
+    fp32 = run_parity(
+        torch_bundles[name], synthetic_data, backend="torch", device="cuda", precision="fp32"
+    )
+    assert fp32.passed, fp32.table()
+    fp16_rows_pass(
+        run_parity(
+            torch_bundles[name], synthetic_data, backend="torch", device="cuda", precision="fp16"
         )
-        assert report.passed, report.table()
+    )
 
 
 @needs_cuda
@@ -147,11 +161,11 @@ def test_cuda_in_graph_search_and_autocast_fallback(
     graph_search_bundle, fp32_program_only, synthetic_data
 ):
     for bundle in (graph_search_bundle, fp32_program_only):
-        for precision in ("fp32", "fp16"):
-            report = run_parity(
-                bundle, synthetic_data, backend="torch", device="cuda", precision=precision
-            )
-            assert report.passed, (bundle, precision, report.table())
+        fp32 = run_parity(bundle, synthetic_data, backend="torch", device="cuda")
+        assert fp32.passed, fp32.table()
+        fp16_rows_pass(
+            run_parity(bundle, synthetic_data, backend="torch", device="cuda", precision="fp16")
+        )
 
 
 def test_pipeline_uint8_path_scores_like_the_float_path(fitted, synthetic_data, monkeypatch):

@@ -98,10 +98,16 @@ def test_covering_radius_of_the_picks():
 
 
 @pytest.mark.gpu
-def test_cuda_greedy_picks_as_the_cpu_kernel():
+def test_cuda_greedy_covers_as_well_as_the_cpu_kernel():
+    """The CUDA greedy ranks by |x|^2 - 2 x.c + |c|^2, the CPU kernel by direct differences:
+    near-ties resolve differently and the sequences part (on an H100, 34% of 500 picks were
+    the same), so the check is the quality: the covering radius."""
+    from edgead.components.coreset import covering_radius
+
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     x = clustered()
     cpu = k_center_greedy(x, 500, projection_dim=16, seed=1, device="cpu")
     gpu = k_center_greedy(x, 500, projection_dim=16, seed=1, device="cuda")
-    assert (cpu == gpu).float().mean() > 0.98  # ties may resolve differently in FP32
+    assert len(set(gpu.tolist())) == 500
+    assert covering_radius(x, gpu) <= 1.05 * covering_radius(x, cpu)
