@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from edgead.data.datasets import MVTecCategory, folder_samples, open_dataset
+from edgead.data.datasets import MVTecCategory, folder_samples, open_dataset, split_paths
 from edgead.data.images import read_image
 from edgead.errors import DatasetError, ImageDecodeError
-from edgead.models.evaluate import evaluate
+from edgead.metrics.calibration import DEFAULT_TARGET_FRR, check_target
+from edgead.models.evaluate import apply_calibration, calibrate, evaluate
 from edgead.models.registry import get_detector
 from edgead.models.saved import SavedModel
 from edgead.runtime.preprocess import preprocess
@@ -38,30 +39,58 @@ def golden_inputs(dataset: MVTecCategory | None, train: list[Path], spec) -> np.
     return np.stack(arrays)
 
 
+def check_data(data: Path) -> None:
+    """Refuse a folder that looks like a test set without training images, before any work."""
+    if not data.is_dir():
+        raise DatasetError(f"{data}: no such folder")
+    if not MVTecCategory.is_mvtec(data) and (data / "test").is_dir():
+        raise DatasetError(
+            f"{data}: has test/ but no train/good/. Expected the MVTec layout "
+            f"({data}/train/good/*.png, optional validation/good/ and test/<defect>/), or a plain "
+            "folder of good images only: edgead will not fit on test images"
+        )
+
+
 def fit_detector(
-    name: str, data: str | Path, config: Any, device: str = "cpu", quiet: bool = False
+    name: str,
+    data: str | Path,
+    config: Any,
+    device: str = "cpu",
+    quiet: bool = False,
+    target_frr: float = DEFAULT_TARGET_FRR,
+    holdout: float = 0.1,
 ) -> SavedModel:
-    """Fit on train/good (or a plain folder of good images) and evaluate on test/ if present."""
+    """Fit on train/good (or a plain folder of good images) less the held-out good images,
+    set the thresholds on those at ``target_frr``, and evaluate on test/ if present."""
     entry = get_detector(name)
     data = Path(data)
+    check_data(data)
+    check_target(target_frr)
     dataset: MVTecCategory | None = None
+    seed = getattr(config, "seed", 0)
     if MVTecCategory.is_mvtec(data):
         dataset = open_dataset(data)
-        train = dataset.train_paths()
+        train, held, source = dataset.split_holdout(holdout, seed)
     else:
-        train = [s.path for s in folder_samples(data)]
-        if not train:
+        paths = [s.path for s in folder_samples(data)]
+        if not paths:
             raise DatasetError(f"{data}: no images found (and not an MVTec-layout folder)")
+        train, held, source = split_paths(paths, holdout, seed, data.name)
     extra = {}
-    if entry.uses_validation:
-        extra["validation"] = dataset.validation_paths() if dataset is not None else None
+    if entry.uses_validation:  # EfficientAD: map normalization on the held-out images
+        extra["validation"] = held or None
     model, report = entry.fit(config, train, device=device, quiet=quiet, **extra)
     spec = entry.input_spec(config)
+
+    def infer(batch):
+        return entry.infer(model, batch)
+
+    calibration = calibrate(infer, held, spec, target_frr, source, quiet)
     evaluation = None
     if dataset is not None and dataset.test_samples():
-        evaluation = evaluate(
-            lambda b: entry.infer(model, b), dataset, spec, quiet=quiet, device=device
-        )
+        evaluation = evaluate(infer, dataset, spec, quiet=quiet, device=device)
+    evaluation = apply_calibration(evaluation, calibration)
+    report["holdout"] = source
     return SavedModel(
         name,
         config.to_dict(),
@@ -71,6 +100,7 @@ def fit_detector(
         model,
         evaluation,
         golden_inputs(dataset, train, spec),
+        holdout=[str(p) for p in held],
     )
 
 

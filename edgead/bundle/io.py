@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from edgead.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION, Artifact, Manifest
 from edgead.errors import BundleError
+
+log = logging.getLogger(__name__)
 
 REEXPORT_HINT = "re-export it with `edgead export <detector> ... --out BUNDLE`"
 
@@ -95,6 +98,35 @@ def write_file_atomic(path: Path, data: bytes) -> int:
     return len(data)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging and replaced folders that a killed write to ``out`` left behind
+    (``.NAME.staging-PID-*`` and ``.NAME.old-PID`` whose process is gone)."""
+    out = Path(out).absolute()
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for kind in ("staging", "old"):
+        for path in out.parent.glob(f".{out.name}.{kind}-*"):
+            pid = path.name.removeprefix(f".{out.name}.{kind}-").split("-")[0]
+            if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d folder(s) left by an interrupted write to %s", len(removed), out)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a staging folder that replaces ``out`` only if the block finishes cleanly."""
@@ -102,7 +134,8 @@ def atomic_directory(out: str | Path, overwrite: bool = False) -> Iterator[Path]
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: already exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    remove_stale_staging(out)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-{os.getpid()}-", dir=out.parent))
     try:
         yield staging
         old = None

@@ -89,6 +89,10 @@ class Normalization:
     pixel_min: float | None = None
     pixel_max: float | None = None
     source: str = ""
+    # how the thresholds were set (edgead.metrics.calibration): held-out good images, target
+    # and estimated false-reject rate with its interval, and on labelled test data the
+    # false-reject and detection rates, with the F1-optimal threshold as a diagnostic only
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgead.errors import EdgeadError
 
-INDEX_KINDS = ("flat", "ivfpq")
+INDEX_KINDS = ("flat", "hnsw", "ivfpq")
 
 
 def build_index(
@@ -23,6 +23,11 @@ def build_index(
         index = faiss.IndexFlatL2(d)
         index.add(bank)
         return index, {"type": "IndexFlatL2", "exact": True, "ntotal": n, "dim": d}
+    if kind == "hnsw":
+        from edgead.export.search_choice import HNSW_M, build_hnsw
+
+        index = build_hnsw(bank, HNSW_M)
+        return index, {"type": "IndexHNSWFlat", "exact": False, "ntotal": n, "dim": d, "M": HNSW_M}
     if kind == "ivfpq":
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
         m = next(m for m in (16, 12, 8, 6, 4, 3, 2, 1) if d % m == 0)

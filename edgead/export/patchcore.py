@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ParityTolerance, ScorerSpec
 from edgead.errors import EdgeadError
+from edgead.export import search_choice
 from edgead.export.common import export_bundle
 from edgead.export.faiss_index import build_index, write_index
 from edgead.export.onnx import HalfPrecision
 from edgead.models.saved import SavedModel
+
+log = logging.getLogger(__name__)
 
 
 class GraphSearch(nn.Module):
@@ -38,11 +43,61 @@ class GraphSearch(nn.Module):
         return torch.sqrt(torch.clamp(d2.min(dim=1).values, min=0.0)).reshape(b, h, w)
 
 
+def holdout_queries(saved: SavedModel, limit: int = 32) -> list[np.ndarray]:
+    """The patch embeddings of up to ``limit`` held-out good images, one (P, D) array each."""
+    from edgead.models.common import batched_inputs
+
+    paths = [Path(p) for p in saved.holdout if Path(p).is_file()][:limit]
+    queries = []
+    with torch.inference_mode():
+        for _, batch, _ in batched_inputs(paths, saved.input, 8, "search candidates", True):
+            if len(batch):
+                emb = saved.model.embedder(batch)
+                queries += [e.reshape(-1, e.shape[-1]).numpy() for e in emb]
+    return queries
+
+
+def choose_index(saved: SavedModel, index: str) -> tuple[str, dict, dict | None]:
+    """(index kind, scorer params of the search, the measurement record) for ``--index``."""
+    if index != "auto":
+        host = "gemm" if index == "gemm" else "faiss"
+        return ("flat" if index == "gemm" else index), {"host_search": host}, None
+    queries = holdout_queries(saved)
+    if not queries:
+        log.warning(
+            "no held-out good images to measure the search candidates on (a model saved "
+            "before they were kept?): exact flat search; --index picks another"
+        )
+        return "flat", {"host_search": "faiss"}, None
+    norm = saved.evaluation.normalization if saved.evaluation else None
+    span = (
+        norm.image_max - norm.image_min
+        if norm and norm.image_max is not None and norm.image_min is not None
+        else 0.0
+    )
+    best, found = search_choice.measure(
+        saved.model.memory_bank.numpy(), queries, span, ParityTolerance().score_rel
+    )
+    rec = search_choice.record(best, found, len(queries), saved.fit_report.get("holdout", ""))
+    log.info(
+        "search: %s, %.1f ms per image, recall@1 %.4f on %d held-out images (%s)",
+        best.label(),
+        best.ms_per_image,
+        best.recall_at_1,
+        len(queries),
+        "; ".join(f"{c.label()} {c.ms_per_image:.1f} ms" for c in found if c is not best),
+    )
+    params = {"host_search": "gemm" if best.name == "gemm" else "faiss"}
+    params.update({k: v for k, v in best.settings.items() if k == "ef_search"})
+    kind = {"gemm": "flat"}.get(best.name, best.name)
+    return kind, params, rec
+
+
 def export(
     saved: SavedModel,
     out: str | Path,
     overwrite: bool = False,
-    index: str = "flat",
+    index: str = "auto",
     nprobe: int = 8,
     fp16: bool = True,
     search: str = "faiss",
@@ -54,10 +109,13 @@ def export(
     if search != "faiss":
         raise EdgeadError(f"unknown search {search!r}: faiss or graph")
     cfg = model.config
-    exact = index == "flat"
+    kind, search_params, measured = choose_index(saved, index)
+    exact = kind != "ivfpq"
+    if measured is not None:
+        saved.fit_report["search"] = measured
 
     def write_artifacts(writer: BundleWriter) -> ScorerSpec:
-        faiss_index, meta = build_index(model.memory_bank.numpy(), index, nprobe, cfg.seed)
+        faiss_index, meta = build_index(model.memory_bank.numpy(), kind, nprobe, cfg.seed)
         write_index(faiss_index, writer.path("memory_bank.faiss"))
         writer.add("memory_bank.faiss", role="index", fmt="faiss", precision="fp32", **meta)
         params = {
@@ -65,9 +123,12 @@ def export(
             "reweight": cfg.reweight,
             "neighbors": cfg.reweight_neighbors,
             "metric": "l2",
+            **search_params,
         }
-        if not exact:
+        if kind == "ivfpq":
             params["nprobe"] = nprobe
+        if measured is not None:
+            params["search_choice"] = {k: measured[k] for k in ("chosen", "measured_on")}
         return ScorerSpec("knn", params)
 
     # approximate search moves the scores; the ranking (ROCAUC) must still hold

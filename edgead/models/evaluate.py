@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,10 @@ from edgead.bundle.manifest import InputSpec, Metrics, Normalization
 from edgead.data.datasets import MVTecCategory, Sample
 from edgead.data.images import read_mask
 from edgead.metrics import summarize
+from edgead.metrics.calibration import threshold_at_frr, verdicts_at
 from edgead.models.common import batched_inputs
+
+log = logging.getLogger(__name__)
 
 # infer: preprocessed batch (B, 3, H, W) -> (image scores (B,), anomaly maps (B, H, W))
 InferFn = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
@@ -107,12 +111,11 @@ def evaluate(
         image_max=float(max(image_scores)) if image_scores else None,
         pixel_min=float(all_maps.min()),
         pixel_max=float(all_maps.max()),
-        source=f"F1-optimal thresholds and min/max on the test set of {dataset.root}",
+        # the F1-optimal thresholds: a diagnostic (apply_calibration sets the real ones)
+        source=f"F1-optimal thresholds and min/max on the test set of {dataset.name}",
     )
-    if summary.image_threshold is None:
-        norm = good_only_normalization(infer, dataset, spec, batch_size, quiet) or norm
     metrics = Metrics(
-        dataset=str(dataset.root),
+        dataset=dataset.name,  # no paths of the fitting machine in the bundle
         n_images=len(kept),
         n_anomalous=int(sum(labels)),
         image_rocauc=summary.image_rocauc,
@@ -125,24 +128,103 @@ def evaluate(
     return EvalResult(metrics, norm, records, skipped)
 
 
-def good_only_normalization(
-    infer: InferFn, dataset: MVTecCategory, spec: InputSpec, batch_size: int, quiet: bool
-) -> Normalization | None:
-    """Without labelled defects: the threshold is the highest score on held-out good images."""
-    paths = dataset.validation_paths()
-    if not paths:
+def calibrate(
+    infer: InferFn,
+    held: list[Path],
+    spec: InputSpec,
+    target_frr: float,
+    source: str,
+    quiet: bool = False,
+    batch_size: int = 8,
+) -> dict | None:
+    """Thresholds at ``target_frr`` from the held-out good images' scores and map maxima."""
+    if not held:
         return None
-    scores, maps, _, _ = score_paths(infer, paths, spec, batch_size, quiet, "validation")
-    if not scores:
+    scores, maps, skipped, _ = score_paths(infer, held, spec, batch_size, quiet, "calibrate")
+    if len(scores) < 2:
         return None
-    values = list(scores.values())
-    stacked = np.stack(list(maps.values()))
-    return Normalization(
-        image_threshold=max(values),
-        pixel_threshold=float(stacked.max()),
-        image_min=min(values),
-        image_max=max(values),
-        pixel_min=float(stacked.min()),
-        pixel_max=float(stacked.max()),
-        source=f"max score of the validation/good images of {dataset.root}",
+    return calibration_record(
+        list(scores.values()),
+        [float(m.max()) for m in maps.values()],
+        [float(m.min()) for m in maps.values()],
+        target_frr,
+        source,
+        skipped,
     )
+
+
+def calibration_record(
+    scores: list[float],
+    map_max: list[float],
+    map_min: list[float],
+    target_frr: float,
+    source: str,
+    skipped: list[str] | None = None,
+) -> dict:
+    """What the manifest records of a calibration (also written by ``edgead calibrate``)."""
+    image = threshold_at_frr(scores, target_frr)
+    pixel = threshold_at_frr(map_max, target_frr)
+    return {
+        "source": source,
+        "target_frr": target_frr,
+        "image": image.to_dict(),
+        "pixel": pixel.to_dict(),
+        "image_min": float(min(scores)),
+        "image_max": float(max(scores)),
+        "pixel_min": float(min(map_min)),
+        "pixel_max": float(max(map_max)),
+        "skipped": list(skipped or []),
+    }
+
+
+def apply_calibration(evaluation: EvalResult | None, cal: dict | None) -> EvalResult:
+    """The evaluation with its normalization set from the calibration: the thresholds come from
+    held-out good images; the labelled test set only says what they cost (and where the
+    F1-optimal threshold would be, as a diagnostic)."""
+    evaluation = evaluation or EvalResult(Metrics(), Normalization())
+    test = evaluation.normalization
+    labels = [r["label"] for r in evaluation.records]
+    scores = [r["score"] for r in evaluation.records]
+    if cal is None:
+        log.warning(
+            "no held-out good images: the bundle gets no threshold; set one with "
+            "`edgead calibrate BUNDLE GOOD_DIR` (or fit with --holdout > 0)"
+        )
+        evaluation.normalization = Normalization(
+            image_min=test.image_min,
+            image_max=test.image_max,
+            pixel_min=test.pixel_min,
+            pixel_max=test.pixel_max,
+            source="no held-out good images: no threshold (`edgead calibrate` sets one)",
+        )
+        return evaluation
+    image_thr = cal["image"]["value"]
+    record = dict(cal)
+    if labels:
+        record["test"] = verdicts_at(image_thr, labels, scores).to_dict()
+        if test.image_threshold is not None and 0 < sum(labels) < len(labels):
+            record["f1_optimal"] = {
+                "note": "diagnostic only: chosen on the labelled test set, never the default",
+                **verdicts_at(test.image_threshold, labels, scores).to_dict(),
+            }
+
+    def lo(*values):
+        return min(v for v in values if v is not None)
+
+    def hi(*values):
+        return max(v for v in values if v is not None)
+
+    evaluation.normalization = Normalization(
+        image_threshold=float(image_thr),
+        pixel_threshold=float(cal["pixel"]["value"]),
+        image_min=lo(cal["image_min"], test.image_min),
+        image_max=hi(cal["image_max"], test.image_max, image_thr),
+        pixel_min=lo(cal["pixel_min"], test.pixel_min),
+        pixel_max=hi(cal["pixel_max"], test.pixel_max, cal["pixel"]["value"]),
+        source=(
+            f"held-out good images ({cal['source']}) at a {100 * cal['target_frr']:.1f}% "
+            f"false-reject rate ({cal['image']['method']} estimate)"
+        ),
+        calibration=record,
+    )
+    return evaluation

@@ -4,12 +4,13 @@ config.json        detector, its config, input spec, backbone description, fit r
 model.safetensors  the whole module's state (backbone, projection, memory bank, ...)
 evaluation.json    metrics, normalization, per-image scores on the evaluation set
 golden.npz         a few preprocessed inputs for the bundle's golden outputs
+holdout.json       the held-out good images of the thresholds (export measures search on them)
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,9 @@ class SavedModel:
     model: nn.Module
     evaluation: EvalResult | None
     golden_inputs: np.ndarray
+    # the held-out good images (paths on the fitting machine): export measures the search
+    # candidates on them; kept in the saved model, never in the bundle
+    holdout: list[str] = field(default_factory=list)
 
 
 def save(out: str | Path, saved: SavedModel, overwrite: bool = False) -> Path:
@@ -54,6 +58,7 @@ def save(out: str | Path, saved: SavedModel, overwrite: bool = False) -> Path:
                 json.dumps(saved.evaluation.to_dict(), indent=2) + "\n"
             )
         np.savez(staging / "golden.npz", input=saved.golden_inputs)
+        (staging / "holdout.json").write_text(json.dumps(saved.holdout, indent=1) + "\n")
     return Path(out)
 
 
@@ -84,6 +89,8 @@ def load(path: str | Path) -> SavedModel:
     spec["mean"], spec["std"] = tuple(spec["mean"]), tuple(spec["std"])
     with np.load(path / "golden.npz") as golden:
         inputs = golden["input"]
+    holdout_path = path / "holdout.json"
+    holdout = json.loads(holdout_path.read_text()) if holdout_path.is_file() else []
     return SavedModel(
         meta["detector"],
         meta["config"],
@@ -93,4 +100,5 @@ def load(path: str | Path) -> SavedModel:
         model,
         evaluation,
         inputs,
+        holdout,
     )

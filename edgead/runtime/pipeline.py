@@ -92,7 +92,8 @@ class Pipeline:
         )
         self.backend.activate()
         try:
-            self.search = resolve_search(search, self.backend.on_gpu)
+            host = m.scorer.params.get("host_search", "faiss")  # measured at export
+            self.search = resolve_search(search, self.backend.on_gpu, host)
             self.scorer = load_scorer(self.bundle, self.search)
         except BaseException:
             self.backend.deactivate()

@@ -105,7 +105,7 @@ def test_matrix_product_search_refuses_an_approximate_index():
     ivf = faiss.IndexIVFFlat(quantizer, 16, 4)
     ivf.train(bank)
     ivf.add(bank)
-    with pytest.raises(BackendError, match=r"needs a flat index.*IndexIVFFlat"):
+    with pytest.raises(BackendError, match=r"need a flat or HNSW index.*IndexIVFFlat"):
         make_search("torch-cpu", ivf)
 
 
