@@ -133,10 +133,17 @@ DETECTOR_OPTIONS: dict[str, list] = {
             help="Random channel subset size d (default 100; 550 for wide_resnet50_2).",
         ),
         click.option(
-            "--epsilon",
-            default=0.01,
+            "--epsilon-relative",
+            default=0.1,
             show_default=True,
-            help="Covariance regularization (added to the diagonal).",
+            help="Covariance regularization as a fraction of the mean feature variance "
+            "(added to the diagonal).",
+        ),
+        click.option(
+            "--epsilon",
+            default=None,
+            type=float,
+            help="Absolute covariance regularization instead (the paper's is 0.01).",
         ),
     ],
     "spade": [
@@ -608,7 +615,7 @@ def run(
                     target = out_dir / "overlays" / ("__".join(name.with_suffix(".png").parts))
                     cv2.imwrite(
                         str(target),
-                        overlay(r.image, r.anomaly_map, pipeline.bundle.manifest.normalization),
+                        overlay(r.image, r.anomaly_map, pipeline.normalization),
                     )
             if writer:
                 writer.writerow(row)

@@ -120,6 +120,7 @@ def _cells(x: np.ndarray, cells: int, seed: int) -> tuple[np.ndarray, np.ndarray
 
 def _greedy_pruned(x: np.ndarray, n_select: int, start: int, seed: int) -> torch.Tensor:
     from edgead.components._greedy_kernel import greedy_cells
+    from edgead.threads import configured
 
     x = np.ascontiguousarray(x, dtype=np.float32)
     order, offsets, seeds = _cells(x, cell_count(len(x)), seed)
@@ -127,7 +128,7 @@ def _greedy_pruned(x: np.ndarray, n_select: int, start: int, seed: int) -> torch
     inverse[order] = np.arange(len(order))
     sorted_x = np.ascontiguousarray(x[order])
     picks = greedy_cells(
-        sorted_x, offsets, np.ascontiguousarray(seeds), n_select, int(inverse[start])
+        sorted_x, offsets, np.ascontiguousarray(seeds), n_select, int(inverse[start]), configured()
     )
     return torch.from_numpy(order[picks])
 

@@ -15,6 +15,13 @@ import numpy as np
 from edgead.errors import ImageDecodeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 64_000_000  # 8K x 8K: larger than any inspection camera frame (run, serve)
+
+
+def source_channels(image: np.ndarray) -> int:
+    """Colour channels of a decoded OpenCV image as stored in its file (1 gray, 3 colour;
+    alpha not counted)."""
+    return 1 if image.ndim == 2 or image.shape[2] == 1 else 3
 
 
 def to_rgb8(image: np.ndarray, source: str = "<array>") -> np.ndarray:
@@ -41,25 +48,42 @@ def to_rgb8(image: np.ndarray, source: str = "<array>") -> np.ndarray:
     raise ImageDecodeError(source, f"unsupported number of channels: {channels}")
 
 
-def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode an encoded image (PNG, JPEG, ...) from memory to RGB uint8."""
+def decode_with_channels(
+    data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, int]:
+    """Decode an encoded image to RGB uint8, with the colour channels its file had."""
     if not data:
         raise ImageDecodeError(source, "empty file")
     buffer = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageDecodeError(source, "not a readable image (corrupt or unsupported format)")
-    return to_rgb8(image, source)
+    height, width = image.shape[:2]
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            source, f"{width}x{height} pixels is over the limit of {max_pixels:,} pixels"
+        )
+    return to_rgb8(image, source), source_channels(image)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file to RGB uint8; raises ImageDecodeError naming the file."""
+def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an encoded image (PNG, JPEG, ...) from memory to RGB uint8."""
+    return decode_with_channels(data, source, max_pixels)[0]
+
+
+def read_with_channels(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """Read an image file to RGB uint8 and the channels of the file; errors name the file."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageDecodeError(path, f"cannot read file ({exc.strerror or exc})") from exc
-    return decode_image(data, str(path))
+    return decode_with_channels(data, str(path), max_pixels)
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file to RGB uint8; raises ImageDecodeError naming the file."""
+    return read_with_channels(path, max_pixels)[0]
 
 
 def read_mask(path: str | Path) -> np.ndarray:

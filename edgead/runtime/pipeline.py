@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
 from edgead.bundle.manifest import Artifact
-from edgead.data.images import read_image
+from edgead.data.images import read_with_channels
 from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
@@ -29,6 +30,7 @@ class Prediction:
     timings_ms: dict[str, float] = field(default_factory=dict)
     source: str = ""
     image: np.ndarray | None = None  # the decoded input (predict_files), for overlays
+    warnings: list[str] = field(default_factory=list)  # e.g. a gray image into a colour model
 
 
 @dataclass
@@ -77,10 +79,19 @@ class Pipeline:
         device: str | None = None,
         precision: str = "fp32",
         search: str = "auto",
+        threshold: float | None = None,
+        threads: int | None = None,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         m = self.bundle.manifest
         self.spec = m.input
+        # the verdict's threshold: the bundle's calibrated one unless overridden (--threshold)
+        self.normalization = (
+            dataclasses.replace(m.normalization, image_threshold=float(threshold))
+            if threshold is not None
+            else m.normalization
+        )
+        self.train_channels = m.fit.get("image_channels")  # 1 or 3; None for older bundles
         self.precision = precision
         artifact = graph_artifact(self.bundle, backend, precision)
         self.backend: Backend = create_backend(
@@ -89,6 +100,7 @@ class Pipeline:
             device,
             {**artifact.meta, "precision": artifact.precision},
             precision,
+            threads,
         )
         self.backend.activate()
         try:
@@ -122,7 +134,6 @@ class Pipeline:
     ) -> list[Prediction]:
         """Score a batch of RGB uint8 images; stage times are split evenly over the batch."""
         timer = timer or StageTimer(self.backend.synchronize)
-        m = self.bundle.manifest
         if self.backend.takes_uint8:  # resized on the host, normalized on the device
             with timer("preprocess"):
                 spec = self.spec
@@ -145,8 +156,8 @@ class Pipeline:
                 results.append(
                     Prediction(
                         score,
-                        normalize_score(score, m.normalization),
-                        verdict(score, m.normalization),
+                        normalize_score(score, self.normalization),
+                        verdict(score, self.normalization),
                         amap,
                         source=sources[i] if sources else "",
                     )
@@ -180,15 +191,35 @@ class Pipeline:
             pending.clear()
             timer = StageTimer(self.backend.synchronize)
 
+        notes: dict[str, list[str]] = {}
+
+        def flush_with_notes() -> Iterator[Prediction]:
+            for result in flush():
+                result.warnings = notes.pop(result.source, [])
+                yield result
+
         for path in paths:
             try:
                 with timer("decode"):
-                    image = read_image(path)
+                    image, channels = read_with_channels(path)
             except ImageDecodeError as exc:
                 yield Failure(str(path), exc.reason)
                 continue
+            note = self.channel_warning(channels)
+            if note:
+                notes[str(path)] = [note]
             pending.append((str(path), image))
             if len(pending) == batch_size:
-                yield from flush()
+                yield from flush_with_notes()
         if pending:
-            yield from flush()
+            yield from flush_with_notes()
+
+    def channel_warning(self, channels: int) -> str | None:
+        """A note when an image's colour channels differ from the training images'."""
+        if self.train_channels is None or channels == self.train_channels:
+            return None
+        kinds = {1: "grayscale", 3: "colour"}
+        return (
+            f"{kinds.get(channels, channels)} image into a model trained on "
+            f"{kinds.get(self.train_channels, self.train_channels)} images: scores may mislead"
+        )

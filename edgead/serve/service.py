@@ -110,7 +110,7 @@ class Service:
         self.options = options or ServeOptions()
         o = self.options
         self.manifest = pipeline.bundle.manifest
-        self.norm = self.manifest.normalization
+        self.norm = pipeline.normalization  # the calibrated threshold, or --threshold
         self.queue = FrameQueue(o.queue_size)
         self.capture = CaptureThread(
             source,

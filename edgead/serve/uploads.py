@@ -14,10 +14,9 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edgead.data.images import decode_image
+from edgead.data.images import MAX_PIXELS, decode_image
 from edgead.errors import ImageDecodeError
 
-MAX_PIXELS = 64_000_000  # 8K x 8K: larger than any inspection camera frame
 ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP"}
 
 
@@ -45,4 +44,4 @@ def decode_upload(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.nd
         raise ImageDecodeError(
             name, f"{width}x{height} pixels is over the limit of {max_pixels:,} pixels"
         )
-    return decode_image(data, name)
+    return decode_image(data, name, max_pixels)

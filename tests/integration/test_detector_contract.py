@@ -215,7 +215,10 @@ def test_padim_reports_epsilon_against_the_feature_scale(fitted):
     import re
 
     text = fitted.model("padim").fit_report["regularization"]
-    found = re.fullmatch(r"epsilon 0\.01 = (\S+) x the mean feature variance (\S+)", text)
+    found = re.fullmatch(
+        r"epsilon (\S+) = (\S+) x the mean feature variance (\S+) \(--epsilon-relative\)", text
+    )
     assert found, text
-    ratio, variance = float(found[1]), float(found[2])
-    assert variance > 0 and ratio == pytest.approx(0.01 / variance, rel=0.05)
+    epsilon, ratio, variance = (float(v) for v in found.groups())
+    # the default scales with the features: 0.1 x their mean variance
+    assert ratio == pytest.approx(0.1) and epsilon == pytest.approx(0.1 * variance, rel=0.01)
