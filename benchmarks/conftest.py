@@ -28,7 +28,7 @@ def bench_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundles(bench_data, tmp_path_factory) -> dict[str, Path]:
-    from edgead.models.patchcore import PatchCoreConfig
+    from edgead.detectors.patchcore.model import PatchCoreConfig
     from edgead.workflows import export_model, fit_detector
 
     saved = fit_detector("patchcore", bench_data, PatchCoreConfig(coreset_ratio=0.25), quiet=True)

@@ -30,9 +30,9 @@ from edgead.runtime.bench import bench_context
 def features_of(data: Path, cache: Path | None) -> torch.Tensor:
     if cache is not None and cache.exists():
         return torch.from_numpy(np.load(cache))
+    from edgead.components.common import batched_inputs, input_spec
     from edgead.data.datasets import open_dataset
-    from edgead.models.common import batched_inputs, input_spec
-    from edgead.models.patchcore import PatchCoreConfig, build_embedder
+    from edgead.detectors.patchcore.model import PatchCoreConfig, build_embedder
 
     config = PatchCoreConfig()
     embedder, _ = build_embedder(config, None)

@@ -13,10 +13,10 @@ import argparse
 import copy
 import json
 
+from edgead.components import saved as saved_models
+from edgead.components.evaluate import evaluate
 from edgead.data.datasets import open_dataset
-from edgead.models import saved as saved_models
-from edgead.models.evaluate import evaluate
-from edgead.models.registry import get_detector
+from edgead.detectors.registry import get_detector
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from edgead.components.common import batched_inputs, input_spec
+from edgead.components.evaluate import evaluate
 from edgead.data.datasets import open_dataset
-from edgead.models import padim
-from edgead.models.common import batched_inputs, input_spec
-from edgead.models.evaluate import evaluate
-from edgead.models.registry import get_detector
+from edgead.detectors.padim import model as padim
+from edgead.detectors.registry import get_detector
 
 
 def moments(config: padim.PadimConfig, paths: list[Path]):

@@ -33,7 +33,7 @@ STAGES = ("decode", "preprocess", "backbone", "search", "postprocess", "total")
 
 
 def fit_and_export(detector: str, data: Path, bundle: Path, quick: bool) -> None:
-    from edgead.models.registry import get_detector
+    from edgead.detectors.registry import get_detector
     from edgead.workflows import export_model, fit_detector
 
     config = get_detector(detector).config_cls()

@@ -20,12 +20,14 @@ import torch
 from tabulate import tabulate
 
 from edgead.bundle import open_bundle
-from edgead.models.registry import get_detector
+from edgead.detectors.registry import get_detector
 
 
 def placeholder_model(bundle) -> torch.nn.Module:
     """The detector with the real backbone and the bundle's shapes for its fitted tensors."""
-    from edgead.models import padim, patchcore, spade
+    from edgead.detectors.padim import model as padim
+    from edgead.detectors.patchcore import model as patchcore
+    from edgead.detectors.spade import model as spade
 
     m = bundle.manifest
     p = m.scorer.params

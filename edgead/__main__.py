@@ -1,4 +1,4 @@
-"""`python -m edgead`: the command line without the console script (e.g. from PYTHONPATH)."""
+"""``python -m edgead``: the command line."""
 
 from edgead.cli import main
 

@@ -34,5 +34,9 @@ class ParityError(EdgeadError):
     """Parity could not be computed (not: parity failed; that is a result, not an error)."""
 
 
+class DataMismatchError(ParityError):
+    """``parity`` on data that is not what the bundle was evaluated on: nothing to compare."""
+
+
 class BackendError(EdgeadError):
     """A runtime backend cannot be created or was given inputs that do not fit its graph."""

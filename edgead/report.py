@@ -102,3 +102,31 @@ def overlays_png(cases: list[tuple[str, Any]], title: str) -> bytes:
     png = figure_png(fig)
     plt.close(fig)
     return png
+
+
+def bench_plots(report: Any) -> dict[str, bytes]:
+    """Latency distribution per stage (batch 1) and throughput per batch size, as PNGs."""
+    try:
+        import matplotlib
+    except ImportError:
+        return {}
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    samples = {k: v for k, v in report.latency_samples_ms.items() if v}
+    if samples:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        ax.boxplot(list(samples.values()), vert=False, showfliers=True)
+        ax.set_yticks(range(1, len(samples) + 1), list(samples))
+        ax.set(xlabel="ms per image (batch 1)", title="latency per stage")
+        out["latency distribution per stage (batch 1)"] = figure_png(fig)
+        plt.close(fig)
+    if report.throughput:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        batches = [str(b) for b in report.throughput]
+        ax.bar(batches, list(report.throughput.values()), color="#37a")
+        ax.set(xlabel="batch size", ylabel="images/s", title="throughput")
+        out["throughput per batch size"] = figure_png(fig)
+        plt.close(fig)
+    return out

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from edgead.components.evaluate import apply_calibration, calibrate, evaluate
+from edgead.components.saved import SavedModel
 from edgead.data.datasets import MVTecCategory, folder_samples, open_dataset, split_paths
 from edgead.data.images import read_image
+from edgead.detectors.registry import get_detector
 from edgead.errors import DatasetError, ImageDecodeError
 from edgead.metrics.calibration import DEFAULT_TARGET_FRR, check_target
-from edgead.models.evaluate import apply_calibration, calibrate, evaluate
-from edgead.models.registry import get_detector
-from edgead.models.saved import SavedModel
 from edgead.runtime.preprocess import preprocess
 
 log = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ class Fitted:
 
     def model(self, name: str):
         if name not in self.saved:
-            from edgead.models.registry import get_detector
+            from edgead.detectors.registry import get_detector
             from edgead.workflows import fit_detector
 
             config = get_detector(name).config_cls(**SMALL_CONFIGS[name])

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: normalization.calibration, revision, history
 MANIFEST_NAME = "manifest.json"
 
 
@@ -157,6 +157,9 @@ class Manifest:
     libraries: dict[str, str] = field(default_factory=dict)
     # how the model was fitted: training images, seconds, model size, skipped files
     fit: dict[str, Any] = field(default_factory=dict)
+    # 1 as exported; each later change (``edgead calibrate``) adds one and a history entry
+    revision: int = 1
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def artifact(self, role: str) -> Artifact:
         for artifact in self.artifacts:

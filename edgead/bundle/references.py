@@ -21,3 +21,10 @@ def write_reference_scores(writer: BundleWriter, records: list[dict]) -> None:
 def read_reference_scores(path: Path) -> dict[str, float]:
     with open(path, newline="") as f:
         return {row["relpath"]: float(row["score"]) for row in csv.DictReader(f)}
+
+
+def read_reference_labels(path: Path) -> tuple[list[int], list[float]]:
+    """Labels and reference scores of the evaluation set, in file order."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["label"]) for r in rows], [float(r["score"]) for r in rows]

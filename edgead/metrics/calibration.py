@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from edgead.bundle.manifest import Normalization
 from edgead.errors import EdgeadError
 
 log = logging.getLogger(__name__)
@@ -159,4 +160,79 @@ def verdicts_at(threshold: float, labels: Sequence[int], scores: Sequence[float]
         int((y == 1).sum()),
         int(((y == 0) & (s >= threshold)).sum()),
         int(((y == 1) & (s >= threshold)).sum()),
+    )
+
+
+def calibration_record(
+    scores: Sequence[float],
+    map_max: Sequence[float],
+    map_min: Sequence[float],
+    target_frr: float,
+    source: str,
+    skipped: Sequence[str] = (),
+) -> dict:
+    """What the manifest records of a calibration (fit, export and ``edgead calibrate``)."""
+    image = threshold_at_frr(scores, target_frr)
+    pixel = threshold_at_frr(map_max, target_frr)
+    return {
+        "source": source,
+        "target_frr": float(target_frr),
+        "image": image.to_dict(),
+        "pixel": pixel.to_dict(),
+        "image_min": float(min(scores)),
+        "image_max": float(max(scores)),
+        "pixel_min": float(min(map_min)),
+        "pixel_max": float(max(map_max)),
+        "skipped": list(skipped),
+    }
+
+
+def normalization_from(
+    cal: dict | None,
+    labels: Sequence[int],
+    scores: Sequence[float],
+    previous: Normalization,
+) -> Normalization:
+    """The bundle's normalization from a calibration record. With labelled test scores (the
+    evaluation's) it records the false-reject and detection rates at the threshold, and the
+    F1-optimal threshold as a diagnostic only. ``previous`` supplies the test set's ranges."""
+
+    def lo(*values):
+        return min(v for v in values if v is not None)
+
+    def hi(*values):
+        return max(v for v in values if v is not None)
+
+    if cal is None:
+        return Normalization(
+            image_min=previous.image_min,
+            image_max=previous.image_max,
+            pixel_min=previous.pixel_min,
+            pixel_max=previous.pixel_max,
+            source="no held-out good images: no threshold (`edgead calibrate` sets one)",
+        )
+    image_thr = float(cal["image"]["value"])
+    record = dict(cal)
+    if len(labels):
+        record["test"] = verdicts_at(image_thr, labels, scores).to_dict()
+        if 0 < sum(labels) < len(labels):
+            from edgead.metrics.evaluation import f1_optimal_threshold
+
+            f1_thr, _ = f1_optimal_threshold(labels, scores)
+            record["f1_optimal"] = {
+                "note": "diagnostic only: chosen on the labelled test set, never the default",
+                **verdicts_at(f1_thr, labels, scores).to_dict(),
+            }
+    return Normalization(
+        image_threshold=image_thr,
+        pixel_threshold=float(cal["pixel"]["value"]),
+        image_min=lo(cal["image_min"], previous.image_min),
+        image_max=hi(cal["image_max"], previous.image_max, image_thr),
+        pixel_min=lo(cal["pixel_min"], previous.pixel_min),
+        pixel_max=hi(cal["pixel_max"], previous.pixel_max, cal["pixel"]["value"]),
+        source=(
+            f"held-out good images ({cal['source']}) at a {100 * cal['target_frr']:.1f}% "
+            f"false-reject rate ({cal['image']['method']} estimate)"
+        ),
+        calibration=record,
     )

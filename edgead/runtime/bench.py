@@ -88,6 +88,9 @@ class BenchReport:
     # batch -> stage -> ms per image (mean over the throughput runs): where a batch's time goes
     batch_stages_ms: dict[int, dict[str, float]] = field(default_factory=dict)
     context: dict = field(default_factory=dict)  # bench_context(): CPU, cores, load, versions
+    latency_samples_ms: dict[str, list[float]] = field(default_factory=dict)  # batch 1 runs
+    # with labelled --data: image ROCAUC and the verdicts at the threshold over its test set
+    accuracy: dict | None = None
     peak_rss_bytes: int = 0
     bundle_bytes: int = 0
     scorer_memory_bytes: int | None = None
@@ -133,9 +136,59 @@ class BenchReport:
             tablefmt="github",
             headers=["memory", ""],
         )
+        c = self.context
+        ctx = tabulate(
+            [
+                ["CPU", c.get("cpu", "-")],
+                [
+                    "cores (usable) / threads used",
+                    f"{c.get('cores')} ({c.get('cores_usable')})"
+                    f" / {c.get('threads') or c.get('cores_usable')}",
+                ],
+                [
+                    "load average at start (1, 5, 15 min)",
+                    ", ".join(map(str, c.get("load_average", []))),
+                ],
+                ["versions", ", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items())],
+                ["date", c.get("date", "-")],
+            ],
+            tablefmt="github",
+            headers=["context", ""],
+        )
+        acc = ""
+        if self.accuracy:
+            a = self.accuracy
+            rows = [["test images", a["images"]]]
+            if a.get("image_rocauc") is not None:
+                rows.append(["image ROCAUC %", f"{100 * a['image_rocauc']:.2f}"])
+            v = a.get("verdicts")
+            if v:
+                rows += [
+                    ["threshold", f"{v['threshold']:.4g}"],
+                    [
+                        "false-reject rate",
+                        f"{v['false_rejects']} of {v['n_good']} good "
+                        f"({100 * (v['false_reject_rate'] or 0):.1f}%)",
+                    ],
+                    [
+                        "detection rate",
+                        f"{v['detections']} of {v['n_anomalous']} defective "
+                        f"({100 * (v['detection_rate'] or 0):.1f}%)",
+                    ],
+                ]
+            acc = "\n\n" + tabulate(rows, tablefmt="github", headers=["accuracy", ""])
         return (
             f"**{self.title()}** — {self.n_images} images, {self.warmup} warm-up, "
-            f"{self.iterations} timed runs\n\n{lat}\n\n{thr}\n\n{mem}\n"
+            f"{self.iterations} timed runs\n\n{lat}\n\n{thr}\n\n{mem}{acc}\n\n{ctx}\n"
+        )
+
+    def html(self) -> str:
+        """A page with the tables, the latency distribution per stage and throughput per
+        batch size (plots need matplotlib: the report extra)."""
+        from edgead.report import bench_plots, markdown_to_html
+
+        return markdown_to_html(
+            self.markdown(), title=f"edgead bench: {self.bundle}", images=bench_plots(self)
         )
 
     def to_json(self) -> str:
@@ -159,6 +212,34 @@ def load_images(data: str | Path | None, bundle: Bundle, n: int = 32) -> tuple[l
     ], []
 
 
+def labelled_accuracy(pipe: Pipeline, data: Path) -> dict | None:
+    """Image ROCAUC and the verdicts at the pipeline's threshold over DATA's labelled test set
+    (one pass, untimed); None when DATA has no good and defective test images."""
+    from edgead.data.datasets import MVTecCategory, open_dataset
+    from edgead.metrics import image_rocauc
+    from edgead.metrics.calibration import verdicts_at
+    from edgead.runtime.pipeline import Failure
+
+    if not MVTecCategory.is_mvtec(data):
+        return None
+    samples = open_dataset(data).test_samples()
+    if len({s.label for s in samples}) < 2:
+        return None
+    scores = {
+        r.source: r.image_score
+        for r in pipe.predict_files([s.path for s in samples])
+        if not isinstance(r, Failure)
+    }
+    kept = [s for s in samples if str(s.path) in scores]
+    labels = [s.label for s in kept]
+    values = [scores[str(s.path)] for s in kept]
+    out: dict = {"images": len(kept), "image_rocauc": image_rocauc(labels, values)}
+    threshold = pipe.normalization.image_threshold
+    if threshold is not None:
+        out["verdicts"] = verdicts_at(threshold, labels, values).to_dict()
+    return out
+
+
 def run_bench(
     bundle: str | Path,
     data: str | Path | None = None,
@@ -169,11 +250,13 @@ def run_bench(
     iterations: int = 30,
     precision: str = "fp32",
     search: str = "auto",
+    threshold: float | None = None,
+    threads: int | None = None,
 ) -> BenchReport:
     b = open_bundle(bundle)
     images, paths = load_images(data, b)
     spec = b.manifest.input
-    with Pipeline(b, backend, device, precision, search) as pipe:
+    with Pipeline(b, backend, device, precision, search, threshold, threads) as pipe:
         report = BenchReport(
             str(bundle),
             b.manifest.detector,
@@ -186,7 +269,7 @@ def run_bench(
             scorer_memory_bytes=b.manifest.scorer.params.get("memory_bytes"),
             warmup=warmup,
             iterations=iterations,
-            context=bench_context(),
+            context=bench_context(threads),
         )
         for i in range(warmup):
             pipe.predict([images[i % len(images)]])
@@ -201,6 +284,7 @@ def run_bench(
             pipe.predict([image], timer)
             stats.add(timer.ms)
         report.latency_ms = stats.summary()
+        report.latency_samples_ms = {k: [round(x, 4) for x in v] for k, v in stats.samples.items()}
         for batch in batches:
             chunk = [images[i % len(images)] for i in range(batch)]
             pipe.predict(chunk)  # warm-up at this batch size
@@ -214,5 +298,7 @@ def run_bench(
                     stages[k] = stages.get(k, 0.0) + v / (batch * runs)
             report.throughput[batch] = batch * runs / (time.perf_counter() - start)
             report.batch_stages_ms[batch] = stages
+        if data is not None:
+            report.accuracy = labelled_accuracy(pipe, Path(data))
     report.peak_rss_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return report

@@ -18,8 +18,9 @@ from edgead.bundle.io import Bundle, open_bundle
 from edgead.bundle.references import read_reference_scores
 from edgead.data.datasets import open_dataset
 from edgead.data.images import read_mask
-from edgead.errors import ParityError
+from edgead.errors import DataMismatchError, ParityError
 from edgead.metrics import summarize
+from edgead.metrics.calibration import verdicts_at
 from edgead.runtime.pipeline import Failure, Pipeline
 from edgead.runtime.timing import LatencyStats
 
@@ -44,6 +45,10 @@ class ParityReport:
     # per test image: relpath, label, defect, runtime score (for plots and reports)
     samples: list[dict] = field(default_factory=list)
     latency: LatencyStats = field(default_factory=LatencyStats)
+    # at the verdict's threshold (the bundle's calibrated one, or --threshold): false rejects
+    # and detections on the labelled test set (edgead.metrics.calibration.Verdicts.to_dict())
+    verdicts: dict | None = None
+    warnings: list[str] = field(default_factory=list)  # per-image notes (channel mismatch)
 
     @property
     def passed(self) -> bool:
@@ -154,6 +159,7 @@ def dataset_rows(
     samples = dataset.test_samples()
     if not samples:
         raise ParityError(f"{data}: no test images (expected {data}/test/<defect>/*.png)")
+    check_same_data(bundle, dataset, samples, data)
     scores: dict[str, float] = {}
     maps: dict[str, np.ndarray] = {}
     for result in tqdm(
@@ -168,6 +174,7 @@ def dataset_rows(
             continue
         scores[result.source] = result.image_score
         maps[result.source] = result.anomaly_map
+        report.warnings += [f"{result.source}: {w}" for w in result.warnings]
         report.latency.add(result.timings_ms)
     kept = [s for s in samples if str(s.path) in scores]
     report.samples = [
@@ -181,6 +188,11 @@ def dataset_rows(
         for s in kept
     ]
     labels = [s.label for s in kept]
+    threshold = pipeline.normalization.image_threshold
+    if threshold is not None:
+        report.verdicts = verdicts_at(
+            threshold, labels, [scores[str(s.path)] for s in kept]
+        ).to_dict()
     masks = None
     if dataset.has_masks:
         size = (m.postprocess.map_width, m.postprocess.map_height)
@@ -239,6 +251,26 @@ def dataset_rows(
     return rows
 
 
+def check_same_data(bundle: Bundle, dataset, samples: list, data: Path) -> None:
+    """Refuse, with a reason, data whose test images are not those the bundle's reference scores
+    were taken on: comparing other images would report a parity failure that is none."""
+    if not bundle.has("reference_scores"):
+        return
+    ref = read_reference_scores(bundle.path("reference_scores"))
+    here = {s.relpath(dataset.root) for s in samples}
+    common = here & set(ref)
+    # a few names apart: images unreadable at evaluation, or since (they are reported anyway)
+    if len(common) >= 0.9 * len(ref) and len(common) >= 0.9 * len(here):
+        return
+    evaluated = bundle.manifest.metrics.dataset or "its evaluation set"
+    raise DataMismatchError(
+        f"{data}: not the data this bundle was evaluated on ({evaluated}, {len(ref)} test "
+        f"images); {len(common)} of the {len(here)} test images here match by name, "
+        f"{len(set(ref) - here)} of the bundle's are missing. Parity compares the same images: "
+        "run it on the evaluation data, or score other images with `edgead run`"
+    )
+
+
 def _pct(v: float | None) -> float | None:
     return None if v is None else 100.0 * v
 
@@ -252,9 +284,11 @@ def run_parity(
     quiet: bool = False,
     precision: str = "fp32",
     search: str = "auto",
+    threshold: float | None = None,
+    threads: int | None = None,
 ) -> ParityReport:
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-    with Pipeline(bundle, backend, device, precision, search) as pipeline:
+    with Pipeline(bundle, backend, device, precision, search, threshold, threads) as pipeline:
         report = ParityReport(str(bundle.root), f"{pipeline.describe()} {precision}")
         report.rows += golden_rows(pipeline)
         if data is not None:

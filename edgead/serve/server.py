@@ -74,6 +74,8 @@ class ServeSettings:
     precision: str = "fp32"
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     search: str = "auto"
+    threshold: float | None = None  # the verdict's threshold instead of the bundle's
+    threads: int | None = None
 
 
 def serve(
@@ -87,7 +89,13 @@ def serve(
     token = settings.token or os.environ.get(TOKEN_ENV) or None
     check_exposure(settings.host, token)
     pipeline = Pipeline(
-        bundle, settings.backend, settings.device, settings.precision, settings.search
+        bundle,
+        settings.backend,
+        settings.device,
+        settings.precision,
+        settings.search,
+        settings.threshold,
+        settings.threads,
     )
     service = Service(pipeline, source, out_dir, options)
     app = create_app(service, token, settings.max_upload_bytes)
@@ -99,7 +107,7 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=3,
     )
-    log.warning(
+    log.info(
         "serving %s (%s) from %s on http://%s:%d/%s",
         pipeline.bundle.root,
         pipeline.describe(),
@@ -113,5 +121,5 @@ def serve(
     if not server.started:
         raise EdgeadError(f"could not listen on {settings.host}:{settings.port} (port in use?)")
     if server.stopped_by:
-        log.warning("%s received: stopped in order", server.stopped_by)
+        log.info("%s received: stopped in order", server.stopped_by)
     return service

@@ -14,14 +14,13 @@ pytest.importorskip("torch")
 from edgead.bundle import open_bundle
 from edgead.bundle.io import sha256_file
 from edgead.cli import main
+from edgead.detectors.registry import detector_names
 from edgead.errors import BundleError
-from edgead.models.registry import DETECTORS, get_detector
 from edgead.runtime import Pipeline
 from edgead.runtime.parity import run_parity
 from tests.conftest import SMALL_CONFIGS
 
-get_detector("patchcore")  # load the built-ins
-NAMES = sorted(DETECTORS)
+NAMES = detector_names()
 
 
 def test_every_registered_detector_has_a_test_config():
@@ -88,7 +87,7 @@ def test_runtime_matches_pytorch_per_image(fitted, name, synthetic_data):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_saved_model_round_trip_and_cli_export(fitted, name, tmp_path, synthetic_data):
-    from edgead.models import saved as saved_models
+    from edgead.components import saved as saved_models
 
     saved_models.save(tmp_path / "model", fitted.model(name))
     result = CliRunner().invoke(
@@ -174,8 +173,8 @@ def test_padim_refuses_statistics_bigger_than_memory(fitted, monkeypatch):
 
 
 def test_padim_fit_refuses_before_running_out_of_memory(synthetic_data, monkeypatch):
+    from edgead.detectors.padim import model as padim
     from edgead.errors import EdgeadError
-    from edgead.models import padim
 
     monkeypatch.setattr(padim, "available_bytes", lambda: 10_000_000)
     config = padim.PadimConfig(image_size=(128, 128), n_features=120)

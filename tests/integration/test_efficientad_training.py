@@ -15,8 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgead.models import saved as saved_models  # noqa: E402
-from edgead.models.efficientad import EfficientAdConfig, pdn  # noqa: E402
+from edgead.components import saved as saved_models  # noqa: E402
+from edgead.detectors.efficientad.model import EfficientAdConfig, pdn  # noqa: E402
 from edgead.workflows import fit_detector  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)

@@ -17,13 +17,12 @@ pytest.importorskip("torch")
 
 from edgead.bundle import open_bundle
 from edgead.cli import main
+from edgead.detectors.registry import detector_names
 from edgead.errors import BackendError, BundleError, EdgeadError
 from edgead.export.engine import current_gpu, tensorrt_module
-from edgead.models.registry import DETECTORS, get_detector
 from edgead.runtime import Pipeline
 
-get_detector("patchcore")
-NAMES = sorted(DETECTORS)
+NAMES = detector_names()
 
 try:
     _, FLAVOUR = tensorrt_module()

@@ -146,7 +146,7 @@ def test_export_with_reweighting_and_ivfpq(saved_patchcore, synthetic_data, tmp_
 
 
 def test_failed_export_leaves_nothing(saved_patchcore, tmp_path, monkeypatch):
-    from edgead.export import patchcore as export_patchcore
+    from edgead.detectors.patchcore import export as export_patchcore
     from edgead.workflows import export_model
 
     def explode(*a, **k):

@@ -12,14 +12,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edgead.detectors.registry import detector_names  # noqa: E402
 from edgead.errors import BackendError, BundleError  # noqa: E402
-from edgead.models.registry import DETECTORS, get_detector  # noqa: E402
 from edgead.runtime import Pipeline  # noqa: E402
 from edgead.runtime.parity import run_parity  # noqa: E402
 from edgead.workflows import export_model  # noqa: E402
 
-get_detector("patchcore")
-NAMES = sorted(DETECTORS)
+NAMES = detector_names()
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="the torch backend's CUDA path needs a CUDA GPU"
 )

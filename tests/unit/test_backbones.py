@@ -2,12 +2,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgead.errors import EdgeadError  # noqa: E402
-from edgead.models.backbones import (  # noqa: E402
+from edgead.components.backbones import (  # noqa: E402
     create_feature_backbone,
     load_classifier,
     lukemelas_to_timm,
 )
+from edgead.errors import EdgeadError  # noqa: E402
 
 
 def test_lite0_weights_give_identical_logits_to_the_packages_model():

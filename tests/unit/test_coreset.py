@@ -3,8 +3,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
+from edgead.components.common import adaptive_pool_matrix, gaussian_blur  # noqa: E402
 from edgead.components.coreset import k_center_greedy  # noqa: E402
-from edgead.models.common import adaptive_pool_matrix, gaussian_blur  # noqa: E402
 
 
 def test_k_center_greedy_picks_the_farthest_point_each_time():

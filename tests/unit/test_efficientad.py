@@ -8,8 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgead.errors import EdgeadError  # noqa: E402
-from edgead.models.efficientad import (  # noqa: E402
+from edgead.detectors.efficientad.model import (  # noqa: E402
     AutoEncoder,
     EfficientAdConfig,
     EfficientAdGraph,
@@ -18,6 +17,7 @@ from edgead.models.efficientad import (  # noqa: E402
     map_size,
     pdn,
 )
+from edgead.errors import EdgeadError  # noqa: E402
 from edgead.runtime.scorers.efficientad import EfficientAdScorer  # noqa: E402
 
 

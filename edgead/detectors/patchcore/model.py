@@ -16,15 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgead.components.coreset import k_center_greedy
-from edgead.models.backbones import create_feature_backbone
-from edgead.models.common import (
+from edgead.components.backbones import create_feature_backbone
+from edgead.components.common import (
     adaptive_pool_matrix,
     anomaly_map,
     batched_inputs,
     input_spec,
 )
-from edgead.models.config import ConfigMixin
+from edgead.components.config import ConfigMixin
+from edgead.components.coreset import k_center_greedy
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def anomaly_map(patch: torch.Tensor, size: tuple[int, int], sigma: float) -> tor
 def input_spec(config) -> InputSpec:
     """The input contract of a config with ``backbone`` and ``image_size``: the backbone's
     pretrained normalization at the configured size."""
-    from edgead.models.backbones import backbone_info
+    from edgead.components.backbones import backbone_info
 
     info = backbone_info(config.backbone)
     return InputSpec(config.image_size[0], config.image_size[1], mean=info.mean, std=info.std)

@@ -10,9 +10,9 @@ import numpy as np
 
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
+from edgead.components.saved import SavedModel
+from edgead.detectors.efficientad.model import EfficientAdGraph, output_names
 from edgead.export.common import export_bundle
-from edgead.models.efficientad import EfficientAdGraph, output_names
-from edgead.models.saved import SavedModel
 
 
 def export(

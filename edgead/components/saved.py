@@ -19,8 +19,8 @@ from torch import nn
 
 from edgead.bundle.io import atomic_directory
 from edgead.bundle.manifest import InputSpec
+from edgead.components.evaluate import EvalResult
 from edgead.errors import EdgeadError
-from edgead.models.evaluate import EvalResult
 
 FORMAT = "edgead-model/1"
 
@@ -63,7 +63,7 @@ def save(out: str | Path, saved: SavedModel, overwrite: bool = False) -> Path:
 
 
 def load(path: str | Path) -> SavedModel:
-    from edgead.models.registry import get_detector
+    from edgead.detectors.registry import get_detector
 
     path = Path(path)
     config_path = path / "config.json"

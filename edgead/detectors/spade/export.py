@@ -10,10 +10,10 @@ import numpy as np
 
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
+from edgead.components.saved import SavedModel
+from edgead.detectors.spade.model import output_names
 from edgead.export.common import export_bundle
 from edgead.export.faiss_index import build_index, write_index
-from edgead.models.saved import SavedModel
-from edgead.models.spade import output_names
 
 
 def export(

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgead.components.backbones import create_feature_backbone, layers_at
+from edgead.components.common import anomaly_map, batched_inputs, input_spec
+from edgead.components.config import ConfigMixin
 from edgead.errors import EdgeadError
-from edgead.models.backbones import create_feature_backbone, layers_at
-from edgead.models.common import anomaly_map, batched_inputs, input_spec
-from edgead.models.config import ConfigMixin
 from edgead.runtime.memory import available_bytes, human
 
 

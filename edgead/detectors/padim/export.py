@@ -8,9 +8,9 @@ import numpy as np
 
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
+from edgead.components.saved import SavedModel
+from edgead.detectors.padim.model import statistics_bytes
 from edgead.export.common import export_bundle
-from edgead.models.padim import statistics_bytes
-from edgead.models.saved import SavedModel
 
 
 def export(

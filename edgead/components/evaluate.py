@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from edgead.bundle.manifest import InputSpec, Metrics, Normalization
+from edgead.components.common import batched_inputs
 from edgead.data.datasets import MVTecCategory, Sample
 from edgead.data.images import read_mask
 from edgead.metrics import summarize
-from edgead.metrics.calibration import threshold_at_frr, verdicts_at
-from edgead.models.common import batched_inputs
+from edgead.metrics.calibration import calibration_record, normalization_from
 
 log = logging.getLogger(__name__)
 
@@ -153,36 +153,11 @@ def calibrate(
     )
 
 
-def calibration_record(
-    scores: list[float],
-    map_max: list[float],
-    map_min: list[float],
-    target_frr: float,
-    source: str,
-    skipped: list[str] | None = None,
-) -> dict:
-    """What the manifest records of a calibration (also written by ``edgead calibrate``)."""
-    image = threshold_at_frr(scores, target_frr)
-    pixel = threshold_at_frr(map_max, target_frr)
-    return {
-        "source": source,
-        "target_frr": target_frr,
-        "image": image.to_dict(),
-        "pixel": pixel.to_dict(),
-        "image_min": float(min(scores)),
-        "image_max": float(max(scores)),
-        "pixel_min": float(min(map_min)),
-        "pixel_max": float(max(map_max)),
-        "skipped": list(skipped or []),
-    }
-
-
 def apply_calibration(evaluation: EvalResult | None, cal: dict | None) -> EvalResult:
     """The evaluation with its normalization set from the calibration: the thresholds come from
     held-out good images; the labelled test set only says what they cost (and where the
     F1-optimal threshold would be, as a diagnostic)."""
     evaluation = evaluation or EvalResult(Metrics(), Normalization())
-    test = evaluation.normalization
     labels = [r["label"] for r in evaluation.records]
     scores = [r["score"] for r in evaluation.records]
     if cal is None:
@@ -190,41 +165,5 @@ def apply_calibration(evaluation: EvalResult | None, cal: dict | None) -> EvalRe
             "no held-out good images: the bundle gets no threshold; set one with "
             "`edgead calibrate BUNDLE GOOD_DIR` (or fit with --holdout > 0)"
         )
-        evaluation.normalization = Normalization(
-            image_min=test.image_min,
-            image_max=test.image_max,
-            pixel_min=test.pixel_min,
-            pixel_max=test.pixel_max,
-            source="no held-out good images: no threshold (`edgead calibrate` sets one)",
-        )
-        return evaluation
-    image_thr = cal["image"]["value"]
-    record = dict(cal)
-    if labels:
-        record["test"] = verdicts_at(image_thr, labels, scores).to_dict()
-        if test.image_threshold is not None and 0 < sum(labels) < len(labels):
-            record["f1_optimal"] = {
-                "note": "diagnostic only: chosen on the labelled test set, never the default",
-                **verdicts_at(test.image_threshold, labels, scores).to_dict(),
-            }
-
-    def lo(*values):
-        return min(v for v in values if v is not None)
-
-    def hi(*values):
-        return max(v for v in values if v is not None)
-
-    evaluation.normalization = Normalization(
-        image_threshold=float(image_thr),
-        pixel_threshold=float(cal["pixel"]["value"]),
-        image_min=lo(cal["image_min"], test.image_min),
-        image_max=hi(cal["image_max"], test.image_max, image_thr),
-        pixel_min=lo(cal["pixel_min"], test.pixel_min),
-        pixel_max=hi(cal["pixel_max"], test.pixel_max, cal["pixel"]["value"]),
-        source=(
-            f"held-out good images ({cal['source']}) at a {100 * cal['target_frr']:.1f}% "
-            f"false-reject rate ({cal['image']['method']} estimate)"
-        ),
-        calibration=record,
-    )
+    evaluation.normalization = normalization_from(cal, labels, scores, evaluation.normalization)
     return evaluation

@@ -11,12 +11,12 @@ from torch import nn
 
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ParityTolerance, ScorerSpec
+from edgead.components.saved import SavedModel
 from edgead.errors import EdgeadError
 from edgead.export import search_choice
 from edgead.export.common import export_bundle
 from edgead.export.faiss_index import build_index, write_index
 from edgead.export.onnx import HalfPrecision
-from edgead.models.saved import SavedModel
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class GraphSearch(nn.Module):
 
 def holdout_queries(saved: SavedModel, limit: int = 32) -> list[np.ndarray]:
     """The patch embeddings of up to ``limit`` held-out good images, one (P, D) array each."""
-    from edgead.models.common import batched_inputs
+    from edgead.components.common import batched_inputs
 
     paths = [Path(p) for p in saved.holdout if Path(p).is_file()][:limit]
     queries = []

@@ -1,0 +1,84 @@
+"""``edgead bench``: per-stage latency, throughput, memory, with the context of the figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgead.cli.main import main
+from edgead.cli.options import THRESHOLD, runtime_options
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False),
+    help="Images to time (an MVTec category's test set or a folder); default: "
+    "synthetic images, which leaves out the decode stage. A labelled test set also gives "
+    "accuracy at the threshold.",
+)
+@click.option(
+    "--batch",
+    "batches",
+    default="1,16",
+    show_default=True,
+    help="Comma-separated batch sizes for throughput.",
+)
+@click.option("--warmup", default=5, show_default=True)
+@click.option("--iterations", default=30, show_default=True, help="Timed runs at batch 1.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "json", "html"]), default="md", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write bench.<format> here (then nothing but its path goes to the terminal).",
+)
+@THRESHOLD
+@runtime_options
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    bundle: str,
+    data: str | None,
+    batches: str,
+    backend: str,
+    device: str | None,
+    warmup: int,
+    iterations: int,
+    fmt: str,
+    out: str | None,
+    precision: str,
+    search: str,
+    threshold: float | None,
+) -> None:
+    """Per-stage latency (batch 1), throughput per batch size, memory and bundle size."""
+    from edgead.runtime.bench import run_bench
+
+    try:
+        sizes = tuple(int(b) for b in batches.split(",") if b)
+    except ValueError as exc:
+        raise click.BadParameter(f"--batch {batches!r}: expected e.g. 1,16,64") from exc
+    report = run_bench(
+        bundle,
+        data,
+        sizes,
+        backend,
+        device,
+        warmup,
+        iterations,
+        precision,
+        search,
+        threshold,
+        ctx.obj.get("threads"),
+    )
+    text = {"json": report.to_json, "html": report.html}.get(fmt, report.markdown)()
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        target = Path(out) / f"bench.{fmt}"
+        target.write_text(text)
+        click.echo(f"bench written: {target}")
+    else:
+        click.echo(text)

@@ -1,0 +1,93 @@
+"""Option groups the verbs share (Polygraphy's argument groups): each verb composes the groups
+it needs, so a spelling, a default and a help text exist once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from edgead.detectors.registry import apply_options
+from edgead.runtime.search import SEARCHES
+
+BACKENDS = ("onnxruntime", "tensorrt", "torch")
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    from edgead.cli.main import set_quiet
+
+    if value:
+        set_quiet(ctx, True)
+    return value
+
+
+def _threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    from edgead.threads import configure
+
+    if value is not None and value < 1:
+        raise click.BadParameter("expected 1 or more")
+    ctx.ensure_object(dict)["threads"] = configure(value)
+    return value
+
+
+QUIET = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    expose_value=False,
+    callback=_quiet,
+    help="No progress bars or info messages (also before the verb).",
+)
+THREADS = click.option(
+    "--threads",
+    type=int,
+    default=None,
+    expose_value=False,
+    callback=_threads,
+    help="Threads for onnxruntime, faiss, BLAS, numba and torch alike [default: the cores "
+    "this process may use].",
+)
+THRESHOLD = click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Image-score threshold of the verdict, instead of the bundle's calibrated one.",
+)
+BACKEND = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="onnxruntime",
+    show_default=True,
+    help="What runs the graph: onnxruntime (CPU, or its CUDA provider), tensorrt (engines "
+    "from `edgead build-engine`), torch (the --torch-graph program).",
+)
+DEVICE = click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="Where the backend runs [default: the backend's: onnxruntime cpu, tensorrt cuda, "
+    "torch cuda when present].",
+)
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Which of the bundle's graphs to run.",
+)
+SEARCH = click.option(
+    "--search",
+    type=click.Choice(list(SEARCHES)),
+    default="auto",
+    show_default=True,
+    help="Where PatchCore/SPADE search their memory banks: auto = on the GPU (faiss-gpu, else "
+    "torch matrix products) when the backend runs on one, else what export measured fastest "
+    "on the CPU (faiss index or numpy gemm).",
+)
+
+# every verb that runs a bundle
+RUNTIME = [BACKEND, PRECISION, SEARCH, DEVICE, THREADS, QUIET]
+
+
+def runtime_options(f: Callable) -> Callable:
+    return apply_options(RUNTIME, f)

@@ -1,0 +1,74 @@
+"""Tables the verbs print: the fit report, and the threshold with what it costs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from edgead.metrics.calibration import Verdicts
+
+_KEYS = ("threshold", "n_good", "n_anomalous", "false_rejects", "detections")
+
+
+def verdicts_of(record: dict) -> Verdicts:
+    return Verdicts(*[record[k] for k in _KEYS])
+
+
+def threshold_rows(norm: Any) -> list[list[str]]:
+    """The threshold, where it came from, and what it costs on labelled test images."""
+    cal = norm.calibration or {}
+    if norm.image_threshold is None:
+        return [["image threshold", "none: " + norm.source]]
+    rows = [["image threshold", f"{norm.image_threshold:.4g}"]]
+    if cal:
+        image = cal["image"]
+        lo, hi = image["frr_interval"]
+        rows += [
+            ["threshold set on", cal["source"]],
+            [
+                "false-reject rate (target)",
+                f"{100 * image['estimated_frr']:.1f}% ({100 * cal['target_frr']:.1f}%), "
+                f"90% interval {100 * lo:.1f}-{100 * hi:.1f}%, {image['method']} estimate",
+            ],
+        ]
+        if cal.get("test"):
+            rows.append(["at it, on the test set", verdicts_of(cal["test"]).describe()])
+        f1 = cal.get("f1_optimal")
+        if f1:
+            rows.append(
+                [
+                    "F1-optimal on the test set (diagnostic)",
+                    f"{f1['threshold']:.4g}: " + verdicts_of(f1).describe(),
+                ]
+            )
+    else:
+        rows.append(["threshold set on", norm.source])
+    return rows
+
+
+def metrics_table(saved: Any) -> str:
+    r = saved.fit_report
+    rows = [
+        ["training images", r["n_train_images"]],
+        ["model", r.get("model_size", "-")],
+        ["fit seconds", r["fit_seconds"]],
+    ]
+    if "regularization" in r:  # PaDiM: how the regularization compares with the features
+        rows.append(["covariance regularization", r["regularization"]])
+    if saved.evaluation is not None:
+        m = saved.evaluation.metrics
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        if m.n_images:
+            rows += [
+                ["test images (anomalous)", f"{m.n_images} ({m.n_anomalous})"],
+                ["image ROCAUC %", pct(m.image_rocauc)],
+                ["pixel ROCAUC %", pct(m.pixel_rocauc)],
+                ["AUPRO %", pct(m.aupro)],
+            ]
+        if m.torch_ms_per_image is not None:
+            rows.append(["PyTorch ms per image", f"{m.torch_ms_per_image:.1f} ({m.torch_device})"])
+        rows += threshold_rows(saved.evaluation.normalization)
+    if r.get("skipped"):
+        rows.append(["skipped training files", len(r["skipped"])])
+    return tabulate(rows, tablefmt="github", headers=["", saved.detector])

@@ -1,0 +1,125 @@
+"""``edgead serve``: a camera, video, stream or folder scored behind a live page and API."""
+
+from __future__ import annotations
+
+import click
+
+from edgead.cli.main import main
+from edgead.cli.options import THRESHOLD, runtime_options
+from edgead.errors import EdgeadError
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--camera", default=None, help="Camera device index (e.g. 0).")
+@click.option(
+    "--video",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Video file (must exist at start; a file that disappears later is reconnected to).",
+)
+@click.option("--rtsp", default=None, help="Stream URL (rtsp://, http://).")
+@click.option(
+    "--folder",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Watched folder (must exist at start).",
+)
+@click.option("--loop/--no-loop", default=False, show_default=True, help="Replay a video file.")
+@click.option(
+    "--fps",
+    default=None,
+    type=float,
+    help="Pace the source at this rate (default: a video file's own rate; 0: unpaced).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option(
+    "--token",
+    default=None,
+    envvar="EDGEAD_TOKEN",
+    help="Token every request must carry (required when --host is not loopback) "
+    "[env: EDGEAD_TOKEN].",
+)
+@THRESHOLD
+@runtime_options
+@click.option(
+    "--out",
+    default="edgead-serve",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Anomalous frames go to OUT/events.",
+)
+@click.option("--max-events", default=1000, show_default=True, help="Events kept on disk.")
+@click.option("--max-event-mb", default=512, show_default=True, help="Disk space for events.")
+@click.option("--queue", "queue_size", default=2, show_default=True, help="Frames buffered.")
+@click.option("--max-upload-mb", default=20, show_default=True)
+@click.option(
+    "--reconnect-max-s",
+    default=10.0,
+    show_default=True,
+    help="Longest wait between reconnect attempts (backoff from 0.5 s, doubling).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    bundle: str,
+    camera: str | None,
+    video: str | None,
+    rtsp: str | None,
+    folder: str | None,
+    loop: bool,
+    fps: float | None,
+    host: str,
+    port: int,
+    token: str | None,
+    backend: str,
+    precision: str,
+    search: str,
+    device: str | None,
+    out: str,
+    max_events: int,
+    max_event_mb: int,
+    queue_size: int,
+    max_upload_mb: int,
+    reconnect_max_s: float,
+    threshold: float | None,
+) -> None:
+    """Score a camera, video, stream or folder with BUNDLE behind a live web page and API."""
+    try:
+        from edgead.serve.server import ServeSettings
+        from edgead.serve.server import serve as run_server
+        from edgead.serve.service import ServeOptions
+        from edgead.serve.sources import make_source
+    except ImportError as exc:
+        raise EdgeadError(
+            f"edgead serve needs the serve extra: pip install 'edgead[serve]' ({exc})"
+        ) from exc
+
+    source = make_source(camera, video, rtsp, folder, fps, loop)
+    settings = ServeSettings(
+        host,
+        port,
+        token,
+        backend,
+        device,
+        precision,
+        max_upload_bytes=max_upload_mb << 20,
+        search=search,
+        threshold=threshold,
+        threads=ctx.obj.get("threads"),
+    )
+    options = ServeOptions(
+        queue_size=queue_size,
+        max_events=max_events,
+        max_bytes=max_event_mb << 20,
+        backoff_initial=min(0.5, reconnect_max_s),
+        backoff_max=reconnect_max_s,
+    )
+    service = run_server(bundle, source, out, settings, options)
+    status = service.status()
+    click.echo(
+        f"stopped: {status['frames']} frames scored, {status['anomalies']} anomalous, "
+        f"{status['dropped_frames']} dropped, {status['source']['frame_errors']} bad frames, "
+        f"{status['events']['written']} events written to {status['events']['folder']}"
+    )

@@ -1,0 +1,3 @@
+"""PatchCore's export choices (no torch: the options and the export share them)."""
+
+INDEXES = ("auto", "flat", "gemm", "hnsw", "ivfpq")
