@@ -17,6 +17,7 @@ from edgead.components import saved as saved_models
 from edgead.components.evaluate import evaluate
 from edgead.data.datasets import open_dataset
 from edgead.detectors.registry import get_detector
+from edgead.workflows import load_model
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="where to save the EfficientAD model")
     args = ap.parse_args()
 
-    puad = saved_models.load(args.model)
+    puad = load_model(args.model)
     if puad.detector != "puad":
         raise SystemExit(f"{args.model}: a {puad.detector} model, not puad")
     model = copy.deepcopy(puad.model)

@@ -108,3 +108,15 @@ def export_model(
     saved: SavedModel, out: str | Path, overwrite: bool = False, **options: Any
 ) -> Path:
     return get_detector(saved.detector).export(saved, out, overwrite=overwrite, **options)
+
+
+def load_model(path: str | Path) -> SavedModel:
+    """A model saved by ``edgead fit``, rebuilt by its detector."""
+    from edgead.components.saved import load
+
+    def rebuild(name: str, config: dict, state: dict) -> tuple[Any, Any]:
+        detector = get_detector(name)
+        cfg = detector.config_from_dict(config)
+        return detector.rebuild(cfg, state), cfg
+
+    return load(path, rebuild)

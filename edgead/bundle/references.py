@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from edgead.bundle.io import BundleWriter
+from edgead.bundle.roles import REFERENCE_SCORES
 
 
 def write_reference_scores(writer: BundleWriter, records: list[dict]) -> None:
@@ -15,7 +16,7 @@ def write_reference_scores(writer: BundleWriter, records: list[dict]) -> None:
         out.writeheader()
         for r in records:
             out.writerow({**r, "score": repr(float(r["score"]))})
-    writer.add("reference_scores.csv", role="reference_scores", fmt="csv", n=len(records))
+    writer.add("reference_scores.csv", role=REFERENCE_SCORES, fmt="csv", n=len(records))
 
 
 def read_reference_scores(path: Path) -> dict[str, float]:

@@ -151,9 +151,9 @@ def make_export(detector: Detector) -> click.Command:
         checkpoint = None
         if model is not None:
             import_torch_side()
-            from edgead.components import saved as saved_models
+            from edgead.workflows import load_model
 
-            saved = saved_models.load(model)
+            saved = load_model(model)
             if saved.detector != detector.name:
                 raise EdgeadError(
                     f"{model}: a {saved.detector} model, not {detector.name}; "

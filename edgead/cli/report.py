@@ -54,8 +54,8 @@ def metrics_table(saved: Any) -> str:
         ["model", r.get("model_size", "-")],
         ["fit seconds", r["fit_seconds"]],
     ]
-    if "regularization" in r:  # PaDiM: how the regularization compares with the features
-        rows.append(["covariance regularization", r["regularization"]])
+    # what a detector wants said about its fit (e.g. a regularization against its features)
+    rows += [[label, value] for label, value in r.get("details", {}).items()]
     if saved.evaluation is not None:
         m = saved.evaluation.metrics
         pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731

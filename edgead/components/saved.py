@@ -10,8 +10,10 @@ holdout.json       the held-out good images of the thresholds (export measures s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.torch import load_file, save_file
@@ -62,9 +64,10 @@ def save(out: str | Path, saved: SavedModel, overwrite: bool = False) -> Path:
     return Path(out)
 
 
-def load(path: str | Path) -> SavedModel:
-    from edgead.detectors.registry import get_detector
-
+def load(path: str | Path, rebuild: Callable[[str, dict, dict], tuple[Any, dict]]) -> SavedModel:
+    """Read a saved model. ``rebuild(detector, config_dict, state)`` returns (module, config as
+    the detector's config dataclass): the registry's job (``edgead.workflows.load_model``), so
+    that this module needs no detector."""
     path = Path(path)
     config_path = path / "config.json"
     if not config_path.is_file():
@@ -75,12 +78,10 @@ def load(path: str | Path) -> SavedModel:
         raise EdgeadError(f"{config_path}: not valid JSON ({exc})") from exc
     if meta.get("format") != FORMAT:
         raise EdgeadError(f"{config_path}: unknown model format {meta.get('format')!r}")
-    detector = get_detector(meta["detector"])
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise EdgeadError(f"{weights}: missing; refit with `edgead fit {meta['detector']}`")
-    config = detector.config_from_dict(meta["config"])
-    model = detector.rebuild(config, load_file(str(weights)))
+    model, _ = rebuild(meta["detector"], meta["config"], load_file(str(weights)))
     eval_path = path / "evaluation.json"
     evaluation = (
         EvalResult.from_dict(json.loads(eval_path.read_text())) if eval_path.is_file() else None

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter, write_bundle
 from edgead.bundle.manifest import (
     GraphSpec,
@@ -53,7 +54,7 @@ def library_versions() -> dict[str, str]:
 def write_golden(writer: BundleWriter, arrays: dict[str, np.ndarray]) -> None:
     """Inputs and the PyTorch model's outputs on them: parity without any dataset."""
     np.savez(writer.path("golden.npz"), **arrays)
-    writer.add("golden.npz", role="golden", fmt="npz", keys=sorted(arrays))
+    writer.add("golden.npz", role=roles.GOLDEN, fmt="npz", keys=sorted(arrays))
 
 
 def write_graph(
@@ -153,7 +154,7 @@ def export_bundle(
         ref = model(golden)
     with write_bundle(out, overwrite) as writer:
         write_graph(
-            writer, "backbone.onnx", "backbone", "fp32", module, module, saved, output_names, 1e-3
+            writer, "backbone.onnx", roles.ONNX, "fp32", module, module, saved, output_names, 1e-3
         )
         if fp16:
             # default: the whole graph in FP16; a detector may keep parts of it in FP32
@@ -161,7 +162,7 @@ def export_bundle(
             write_graph(
                 writer,
                 "backbone_fp16.onnx",
-                "backbone_fp16",
+                roles.ONNX_FP16,
                 "fp16",
                 half,
                 module,
@@ -172,7 +173,7 @@ def export_bundle(
             )
         if torch_graph:
             write_torch_graph(
-                writer, "backbone.pt2", "torch_graph", "fp32", module, saved, output_names
+                writer, "backbone.pt2", roles.TORCH_PROGRAM, "fp32", module, saved, output_names
             )
             if fp16:
                 # the FP16 ONNX graph's module as a program: the torch backend's FP16 runs the
@@ -180,7 +181,7 @@ def export_bundle(
                 write_torch_graph(
                     writer,
                     "backbone_fp16.pt2",
-                    "torch_graph_fp16",
+                    roles.TORCH_PROGRAM_FP16,
                     "fp16",
                     half,
                     saved,

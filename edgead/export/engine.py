@@ -16,30 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter, atomic_directory, open_bundle
 from edgead.errors import EdgeadError
+from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module
 
 log = logging.getLogger(__name__)
-GRAPH_ROLES = {"fp32": "backbone", "fp16": "backbone_fp16"}
-
-
-def tensorrt_module() -> tuple[Any, str]:
-    """(module, flavour): NVIDIA TensorRT when installed, else TensorRT-RTX."""
-    try:
-        import tensorrt as trt
-
-        return trt, "tensorrt"
-    except ImportError:
-        pass
-    try:
-        import tensorrt_rtx_bindings as trt
-
-        return trt, "tensorrt-rtx"
-    except ImportError as exc:
-        raise EdgeadError(
-            "no TensorRT here: install NVIDIA TensorRT >= 10, or TensorRT-RTX with "
-            "pip install 'edgead[trt]'"
-        ) from exc
 
 
 @dataclass
@@ -53,22 +35,6 @@ class EngineSettings:
     def check(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise EdgeadError("batch range: need 1 <= min <= opt <= max")
-
-
-def current_gpu() -> dict[str, Any]:
-    """Name and compute capability of GPU 0, or {} without a GPU or cuda-python."""
-    try:
-        from cuda.bindings import runtime as cudart
-
-        err, props = cudart.cudaGetDeviceProperties(0)
-        if int(err) != 0:
-            return {}
-        return {
-            "gpu": props.name.decode(errors="replace").strip("\x00"),
-            "compute_capability": f"{props.major}.{props.minor}",
-        }
-    except Exception:  # no driver, no device, no cuda-python: an engine built on the CPU
-        return {}
 
 
 def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -> dict[str, Any]:
@@ -145,7 +111,7 @@ def build_engines(
         writer = BundleWriter(staging)
         writer.artifacts = list(manifest.artifacts)
         for precision in precisions:
-            role = GRAPH_ROLES.get(precision)
+            role = roles.GRAPH_ROLES["onnxruntime"].get(precision)
             if role is None or not manifest.has_artifact(role):
                 raise EdgeadError(
                     f"{bundle.root}: no {precision} graph to build from; re-export with --fp16"
@@ -155,7 +121,7 @@ def build_engines(
             name = f"engines/backbone_{precision}.engine"
             meta = build_engine(staging / manifest.artifact(role).path, writer.path(name), settings)
             writer.add(
-                name, role=f"engine_{precision}", fmt="tensorrt", precision=precision, **meta
+                name, role=roles.ENGINE[precision], fmt="tensorrt", precision=precision, **meta
             )
             log.info("built %s engine in %.1f s", precision, meta["build_seconds"])
             built.append({"precision": precision, **meta})

@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+from edgead.bundle import roles
 from edgead.bundle.io import atomic_directory, open_bundle
 from edgead.bundle.manifest import MANIFEST_NAME
 from edgead.bundle.references import read_reference_labels
@@ -75,8 +76,8 @@ def calibrate_bundle(
     record["backend"] = described
     m = bundle.manifest
     labels, ref_scores = ([], [])
-    if bundle.has("reference_scores"):  # what the new threshold costs on the evaluation set
-        labels, ref_scores = read_reference_labels(bundle.path("reference_scores"))
+    if bundle.has(roles.REFERENCE_SCORES):  # what the new threshold costs on the evaluation set
+        labels, ref_scores = read_reference_labels(bundle.path(roles.REFERENCE_SCORES))
     normalization = normalization_from(record, labels, ref_scores, m.normalization)
     entry = {
         "revision": m.revision + 1,

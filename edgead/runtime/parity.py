@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgead.bundle import roles
 from edgead.bundle.io import Bundle, open_bundle
 from edgead.bundle.references import read_reference_scores
 from edgead.data.datasets import open_dataset
@@ -98,7 +99,7 @@ def _row(
 def golden_rows(pipeline: Pipeline) -> list[ParityRow]:
     bundle = pipeline.bundle
     tol = bundle.manifest.parity.for_precision(pipeline.precision)
-    with np.load(bundle.path("golden")) as g:
+    with np.load(bundle.path(roles.GOLDEN)) as g:
         golden = {k: g[k] for k in g.files}
     graph = bundle.manifest.graph
     outputs = pipeline.backend.infer({graph.input_name: golden["input"]})
@@ -226,8 +227,8 @@ def dataset_rows(
         ),
         _row("AUPRO", _pct(orig.aupro), _pct(got.aupro), tol.pixel_rocauc_points, "points"),
     ]
-    if bundle.has("reference_scores"):
-        ref = read_reference_scores(bundle.path("reference_scores"))
+    if bundle.has(roles.REFERENCE_SCORES):
+        ref = read_reference_scores(bundle.path(roles.REFERENCE_SCORES))
         pairs = [
             (ref[s.relpath(dataset.root)], scores[str(s.path)])
             for s in kept
@@ -254,9 +255,9 @@ def dataset_rows(
 def check_same_data(bundle: Bundle, dataset, samples: list, data: Path) -> None:
     """Refuse, with a reason, data whose test images are not those the bundle's reference scores
     were taken on: comparing other images would report a parity failure that is none."""
-    if not bundle.has("reference_scores"):
+    if not bundle.has(roles.REFERENCE_SCORES):
         return
-    ref = read_reference_scores(bundle.path("reference_scores"))
+    ref = read_reference_scores(bundle.path(roles.REFERENCE_SCORES))
     here = {s.relpath(dataset.root) for s in samples}
     common = here & set(ref)
     # a few names apart: images unreadable at evaluation, or since (they are reported anyway)

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
 from edgead.bundle.manifest import Artifact
+from edgead.bundle.roles import FALLBACK_ROLES, GRAPH_ROLES
 from edgead.data.images import read_with_channels
 from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
@@ -37,17 +38,6 @@ class Prediction:
 class Failure:
     source: str
     error: str
-
-
-# which artifact each backend runs, per precision
-GRAPH_ROLES = {
-    "onnxruntime": {"fp32": "backbone", "fp16": "backbone_fp16"},
-    "tensorrt": {"fp32": "engine_fp32", "fp16": "engine_fp16"},
-    # FP16: the program exported from the FP16 graph's module; bundles written before it
-    # existed fall back to the FP32 program under autocast (CUDA only)
-    "torch": {"fp32": "torch_graph", "fp16": "torch_graph_fp16"},
-}
-FALLBACK_ROLES = {"torch_graph_fp16": "torch_graph"}
 
 
 def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:

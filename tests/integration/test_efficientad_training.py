@@ -15,9 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgead.components import saved as saved_models  # noqa: E402
 from edgead.detectors.efficientad.model import EfficientAdConfig, pdn  # noqa: E402
-from edgead.workflows import fit_detector  # noqa: E402
+from edgead.workflows import fit_detector, load_model  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -93,8 +92,8 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run
         timeout=300,
     )
     assert straight.returncode == 0, straight.stderr
-    a = saved_models.load(tmp_path / "resumed")
-    b = saved_models.load(tmp_path / "straight")
+    a = load_model(tmp_path / "resumed")
+    b = load_model(tmp_path / "straight")
     assert a.fit_report["resumed_from_step"] > 0 and b.fit_report["resumed_from_step"] == 0
     for (name, x), y in zip(
         a.model.state_dict().items(), b.model.state_dict().values(), strict=True

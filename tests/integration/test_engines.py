@@ -19,8 +19,8 @@ from edgead.bundle import open_bundle
 from edgead.cli import main
 from edgead.detectors.registry import detector_names
 from edgead.errors import BackendError, BundleError, EdgeadError
-from edgead.export.engine import current_gpu, tensorrt_module
 from edgead.runtime import Pipeline
+from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module
 
 NAMES = detector_names()
 

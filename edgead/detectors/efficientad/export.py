@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
 from edgead.components.saved import SavedModel
@@ -35,7 +36,7 @@ def export(
                 whitening=model.puad_whitening.numpy(),
             )
             writer.add(
-                "puad.npz", role="statistics", fmt="npz", precision="fp64", dim=model.pooled_dim
+                "puad.npz", role=roles.STATISTICS, fmt="npz", precision="fp64", dim=model.pooled_dim
             )
             params["puad"] = {
                 "output": "pooled",

@@ -173,9 +173,11 @@ def fit(
         "skipped": skipped,
         "model_size": f"{positions} Gaussians of dim {d} ({human(statistics_bytes(positions, d))})",
         "fit_seconds": seconds,
-        "regularization": f"epsilon {epsilon:.3g} = {epsilon / variance:.2g} x the "
-        f"mean feature variance {variance:.3g}"
-        + (" (--epsilon)" if config.epsilon is not None else " (--epsilon-relative)"),
+        "details": {
+            "covariance regularization": f"epsilon {epsilon:.3g} = {epsilon / variance:.2g} x the "
+            f"mean feature variance {variance:.3g}"
+            + (" (--epsilon)" if config.epsilon is not None else " (--epsilon-relative)"),
+        },
     }
     return model, report
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
 from edgead.components.saved import SavedModel
@@ -35,7 +36,7 @@ def export(
             np.save(writer.path(f"gallery_{i}.npy"), model.gallery(i).numpy())
             writer.add(
                 f"gallery_{i}.npy",
-                role=f"gallery_{i}",
+                role=roles.gallery(i),
                 fmt="npy",
                 precision="fp32",
                 layer=cfg.layers[i],

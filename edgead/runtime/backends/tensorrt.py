@@ -45,7 +45,7 @@ def _check(result: Any) -> Any:
 @register_backend("tensorrt")
 class TensorRTBackend(Backend):
     def activate_impl(self) -> None:
-        from edgead.export.engine import current_gpu, tensorrt_module
+        from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module
 
         try:
             from cuda.bindings import runtime as cudart

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from edgead.bundle import roles
 from edgead.bundle.io import Bundle
 from edgead.errors import BundleError
 from edgead.runtime.scorers.base import Scorer, ScorerOutput, register_scorer
@@ -34,7 +35,7 @@ class EfficientAdScorer(Scorer):
         puad = params.get("puad")
         if not puad:
             return cls(params, None, None)
-        path = bundle.path("statistics")
+        path = bundle.path(roles.STATISTICS)
         try:
             with np.load(path) as stats:
                 mean, whitening = stats["mean"], stats["whitening"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgead.bundle import roles
 from edgead.bundle.io import Bundle
 from edgead.errors import BundleError
 from edgead.runtime.memory import available_bytes, human
@@ -22,7 +23,7 @@ class GaussianScorer(Scorer):
     @classmethod
     def load(cls, bundle: Bundle, search: str = "faiss") -> GaussianScorer:
         p = bundle.manifest.scorer.params
-        path = bundle.path("statistics")
+        path = bundle.path(roles.STATISTICS)
         need = int(p["memory_bytes"])
         free = available_bytes()
         if free is not None and need > 0.9 * free:

@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgead.bundle import roles
 from edgead.bundle.io import Bundle
 from edgead.errors import BundleError
 from edgead.runtime.scorers.base import Scorer, ScorerOutput, read_index, register_scorer
@@ -43,7 +44,7 @@ class SpadeScorer(Scorer):
         index = read_index(bundle, shapes[p["pooled"]][-1])
         galleries = []
         for i, name in enumerate(p["outputs"]):
-            path = bundle.path(f"gallery_{i}")
+            path = bundle.path(roles.gallery(i))
             try:  # memory-mapped: pages load on demand, only the K neighbours' are touched
                 gallery = np.load(path, mmap_mode="r")
             except (OSError, ValueError) as exc:

@@ -1,0 +1,30 @@
+"""Artifact roles: the names by which export writes and the runtime finds a bundle's files.
+One table maps (backend, precision) to the graph a backend runs."""
+
+from __future__ import annotations
+
+ONNX = "backbone"
+ONNX_FP16 = "backbone_fp16"
+ENGINE = {"fp32": "engine_fp32", "fp16": "engine_fp16"}
+TORCH_PROGRAM = "torch_graph"
+TORCH_PROGRAM_FP16 = "torch_graph_fp16"
+INDEX = "index"
+STATISTICS = "statistics"
+GOLDEN = "golden"
+REFERENCE_SCORES = "reference_scores"
+
+
+def gallery(i: int) -> str:
+    """SPADE's feature gallery of layer ``i``."""
+    return f"gallery_{i}"
+
+
+# which artifact each backend runs, per precision
+GRAPH_ROLES = {
+    "onnxruntime": {"fp32": ONNX, "fp16": ONNX_FP16},
+    "tensorrt": dict(ENGINE),
+    # FP16: the program exported from the FP16 graph's module; bundles written before it
+    # existed fall back to the FP32 program under autocast (CUDA only)
+    "torch": {"fp32": TORCH_PROGRAM, "fp16": TORCH_PROGRAM_FP16},
+}
+FALLBACK_ROLES = {TORCH_PROGRAM_FP16: TORCH_PROGRAM}
