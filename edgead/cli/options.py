@@ -80,7 +80,7 @@ SEARCH = click.option(
     type=click.Choice(list(SEARCHES)),
     default="auto",
     show_default=True,
-    help="Where PatchCore/SPADE search their memory banks: auto = on the GPU (faiss-gpu, else "
+    help="Where kNN detectors search their memory banks: auto = on the GPU (faiss-gpu, else "
     "torch matrix products) when the backend runs on one, else what export measured fastest "
     "on the CPU (faiss index or numpy gemm).",
 )
