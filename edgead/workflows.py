@@ -51,6 +51,20 @@ def check_data(data: Path) -> None:
         )
 
 
+def image_channels(paths: list[Path], sample: int = 8) -> int:
+    """Colour channels of the training images as stored (1 gray, 3 colour), from a sample: the
+    runtime warns on an image that differs (a grayscale frame into a colour model)."""
+    from edgead.data.images import read_with_channels
+
+    seen = []
+    for path in paths[:sample]:
+        try:
+            seen.append(read_with_channels(path)[1])
+        except ImageDecodeError:
+            continue
+    return max(seen, default=3)
+
+
 def fit_detector(
     name: str,
     data: str | Path,
@@ -85,6 +99,7 @@ def fit_detector(
     def infer(batch):
         return entry.infer(model, batch)
 
+    report["image_channels"] = image_channels(train)
     calibration = calibrate(infer, held, spec, target_frr, source, quiet)
     evaluation = None
     if dataset is not None and dataset.test_samples():

@@ -49,9 +49,11 @@ def to_rgb8(image: np.ndarray, source: str = "<array>") -> np.ndarray:
 
 
 def decode_with_channels(
-    data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS
+    data: bytes, source: str = "<bytes>", max_pixels: int | None = None
 ) -> tuple[np.ndarray, int]:
-    """Decode an encoded image to RGB uint8, with the colour channels its file had."""
+    """Decode an encoded image to RGB uint8, with the colour channels its file had; images over
+    ``max_pixels`` (default ``MAX_PIXELS``) are refused."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if not data:
         raise ImageDecodeError(source, "empty file")
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -66,12 +68,16 @@ def decode_with_channels(
     return to_rgb8(image, source), source_channels(image)
 
 
-def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, source: str = "<bytes>", max_pixels: int | None = None
+) -> np.ndarray:
     """Decode an encoded image (PNG, JPEG, ...) from memory to RGB uint8."""
     return decode_with_channels(data, source, max_pixels)[0]
 
 
-def read_with_channels(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
+def read_with_channels(
+    path: str | Path, max_pixels: int | None = None
+) -> tuple[np.ndarray, int]:
     """Read an image file to RGB uint8 and the channels of the file; errors name the file."""
     path = Path(path)
     try:
@@ -81,7 +87,7 @@ def read_with_channels(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[
     return decode_with_channels(data, str(path), max_pixels)
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file to RGB uint8; raises ImageDecodeError naming the file."""
     return read_with_channels(path, max_pixels)[0]
 
