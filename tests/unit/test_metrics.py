@@ -72,3 +72,36 @@ def test_pixel_rocauc_and_summary():
     s = summarize([1, 0], [0.9, 0.05], masks, maps)
     assert s.image_rocauc == 1.0 and s.pixel_rocauc == 1.0 and s.pixel_threshold is not None
     assert summarize([1, 0], [0.9, 0.05]).pixel_rocauc is None
+
+
+def test_threshold_at_frr_from_good_scores_alone():
+    import numpy as np
+
+    from edgead.metrics.calibration import threshold_at_frr, verdicts_at
+
+    rng = np.random.default_rng(0)
+    good = rng.gumbel(10.0, 1.0, 40)
+    t = threshold_at_frr(good, 0.01)
+    # the Gumbel's 99% quantile is loc - scale * ln(-ln 0.99) = 10 + 4.6; never under the
+    # largest held-out score (then the estimated rate is below the target)
+    assert t.method.startswith("gumbel") and abs(t.value - 14.6) < 1.5
+    assert t.value >= good.max() and t.estimated_frr <= 0.01 + 1e-6
+    assert 0 <= t.frr_interval[0] <= t.estimated_frr <= t.frr_interval[1] < 0.2
+    # many images: the empirical quantile, read off directly
+    many = threshold_at_frr(rng.gumbel(10.0, 1.0, 5000), 0.01)
+    assert many.method == "empirical" and abs(many.value - 14.6) < 0.5
+    # a heavy tail the fit misses: never below the largest held-out score
+    tail = threshold_at_frr([*rng.normal(10, 0.1, 24), 20.0], 0.01)
+    assert tail.value == 20.0 and "raised" in tail.method
+    v = verdicts_at(12.0, [0, 0, 1, 1], [11.0, 13.0, 12.5, 3.0])
+    assert (v.false_rejects, v.detections, v.frr, v.detection_rate) == (1, 1, 0.5, 0.5)
+
+
+def test_threshold_refuses_bad_targets_and_too_few_scores():
+    from edgead.errors import EdgeadError
+    from edgead.metrics.calibration import threshold_at_frr
+
+    with pytest.raises(EdgeadError, match="--target-frr"):
+        threshold_at_frr([1.0, 2.0, 3.0], 0.7)
+    with pytest.raises(EdgeadError, match="at least 2"):
+        threshold_at_frr([1.0], 0.01)
