@@ -1,5 +1,5 @@
 """``python -m edgead``: the command line."""
 
-from edgead.cli import main
+from edgead.entry import run
 
-main()
+run()

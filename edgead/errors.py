@@ -40,3 +40,8 @@ class DataMismatchError(ParityError):
 
 class BackendError(EdgeadError):
     """A runtime backend cannot be created or was given inputs that do not fit its graph."""
+
+
+class TerminatedError(Exception):
+    """SIGTERM, raised in the main thread (``edgead.entry``) so that ``finally`` blocks run:
+    staging folders are removed, nothing half-written is left."""

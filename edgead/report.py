@@ -117,7 +117,7 @@ def bench_plots(report: Any) -> dict[str, bytes]:
     samples = {k: v for k, v in report.latency_samples_ms.items() if v}
     if samples:
         fig, ax = plt.subplots(figsize=(6, 3.4))
-        ax.boxplot(list(samples.values()), vert=False, showfliers=True)
+        ax.boxplot(list(samples.values()), orientation="horizontal", showfliers=True)
         ax.set_yticks(range(1, len(samples) + 1), list(samples))
         ax.set(xlabel="ms per image (batch 1)", title="latency per stage")
         out["latency distribution per stage (batch 1)"] = figure_png(fig)

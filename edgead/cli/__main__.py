@@ -1,4 +1,5 @@
-"""``python -m edgead.cli``: the command line (as ``python -m edgead``)."""
+"""``python -m edgead.cli``: the command line (``python -m edgead`` also handles signals from
+its first instruction: ``edgead.entry``)."""
 
 from edgead.cli import main
 

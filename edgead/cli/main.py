@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from edgead.errors import EdgeadError
+from edgead.errors import EdgeadError, TerminatedError
 
 log = logging.getLogger("edgead")
 
@@ -30,10 +30,6 @@ EXIT_SKIPPED = 3
 EXIT_DATA_MISMATCH = 4
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
-
-
-class TerminatedError(Exception):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks (staging folders) run."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -60,8 +60,10 @@ def test_every_graph_builds(engine_bundles, name):
         assert engine.precision == precision and engine.size > 100_000
         assert engine.meta["tensorrt"] == FLAVOUR and engine.meta["max_batch"] == 8
         assert engine.meta["inputs"] == [b.manifest.graph.input_name]
-    # a strongly typed FP16 build holds FP16 weights: well under the FP32 engine's size
-    assert b.manifest.artifact("engine_fp16").size < 0.75 * b.manifest.artifact("engine_fp32").size
+    # a strongly typed FP16 build holds FP16 weights: well under the FP32 engine's size (where
+    # the weights are most of it; the toy detector's 8 filters are not)
+    fp16, fp32 = (b.manifest.artifact(f"engine_{p}").size for p in ("fp16", "fp32"))
+    assert fp16 < 0.75 * fp32 or fp32 < 1_000_000
 
 
 @needs_builder

@@ -78,6 +78,7 @@ def test_cli_fit_then_export_model_then_run(tmp_path, synthetic_data):
         "config.json",
         "model.safetensors",
         "evaluation.json",
+        "holdout.json",
         "golden.npz",
     }
 

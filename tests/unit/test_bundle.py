@@ -47,7 +47,7 @@ def test_round_trip(tmp_path):
     b = open_bundle(make(tmp_path))
     m = b.manifest
     assert m.input == InputSpec(64, 48) and m.metrics.image_rocauc == 0.9
-    assert m.schema_version == "1.0" and m.created
+    assert m.schema_version == "1.1" and m.created and m.revision == 1
     assert {a.role for a in m.artifacts} == {"backbone", "statistics"}
     assert b.path("statistics").read_bytes() == b"0123456789"
     assert Manifest.from_dict(json.loads(m.to_json())) == m

@@ -1,0 +1,34 @@
+"""The ``edgead`` program: signal handling from the first instruction, then the command line.
+
+SIGTERM becomes an exception from the start (before the command line's modules load), so an
+interrupt at any moment ends with one line and exit 130 (SIGINT) or 143 (SIGTERM), never with
+a trace or a native abort.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from edgead.errors import TerminatedError
+
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise TerminatedError()
+
+
+def run() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        from edgead.cli import main
+
+        main()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted (SIGINT): stopped, nothing half-written left\n")
+        sys.exit(EXIT_SIGINT)
+    except TerminatedError:
+        sys.stderr.write("terminated (SIGTERM): stopped, nothing half-written left\n")
+        sys.exit(EXIT_SIGTERM)
