@@ -14,7 +14,7 @@ INDEX_KINDS = ("flat", "hnsw", "ivfpq")
 
 
 def build_index(
-    bank: np.ndarray, kind: str = "flat", nprobe: int = 8, seed: int = 0
+    bank: np.ndarray, kind: str = "flat", nprobe: int = 8, seed: int = 0, hnsw_m: int = 32
 ) -> tuple[faiss.Index, dict]:
     """Index a (N, D) float32 memory bank; returns the index and what the manifest records."""
     bank = np.ascontiguousarray(bank, dtype=np.float32)
@@ -24,10 +24,10 @@ def build_index(
         index.add(bank)
         return index, {"type": "IndexFlatL2", "exact": True, "ntotal": n, "dim": d}
     if kind == "hnsw":
-        from edgead.export.search_choice import HNSW_M, build_hnsw
+        from edgead.export.search_choice import build_hnsw
 
-        index = build_hnsw(bank, HNSW_M)
-        return index, {"type": "IndexHNSWFlat", "exact": False, "ntotal": n, "dim": d, "M": HNSW_M}
+        index = build_hnsw(bank, hnsw_m)
+        return index, {"type": "IndexHNSWFlat", "exact": False, "ntotal": n, "dim": d, "M": hnsw_m}
     if kind == "ivfpq":
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
         m = next(m for m in (16, 12, 8, 6, 4, 3, 2, 1) if d % m == 0)

@@ -110,8 +110,12 @@ def summarize(
     scores: Sequence[float],
     masks: Sequence[np.ndarray] | None = None,
     maps: Sequence[np.ndarray] | None = None,
+    pixel_f1: bool = False,
 ) -> EvalMetrics:
-    """All metrics for one evaluation run. Masks of good images are all-zero arrays."""
+    """All metrics for one evaluation run. Masks of good images are all-zero arrays.
+
+    ``pixel_f1``: also the F1-optimal pixel threshold (a diagnostic: thresholds come from
+    held-out good images, ``metrics.calibration``; it costs a sort of millions of pixels)."""
     img_auc = image_rocauc(labels, scores)
     thr, f1 = (None, None)
     if img_auc is not None:
@@ -121,7 +125,7 @@ def summarize(
         y, s = _flatten(masks, maps)  # once: millions of pixels
         pix_auc = _flat_rocauc(y, s)
         pro = aupro(masks, maps)
-        if pix_auc is not None:
+        if pix_auc is not None and pixel_f1:
             # subsample pixels for the threshold: the F1 curve over millions of pixels is slow
             step = max(1, len(y) // 2_000_000)
             pix_thr, _ = f1_optimal_threshold(y[::step], s[::step])

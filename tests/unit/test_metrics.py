@@ -69,9 +69,10 @@ def test_pixel_rocauc_and_summary():
     masks = [np.array([[0, 1], [0, 0]]), np.zeros((2, 2))]
     maps = [np.array([[0.1, 0.9], [0.2, 0.3]]), np.full((2, 2), 0.05)]
     assert pixel_rocauc(masks, maps) == 1.0
-    s = summarize([1, 0], [0.9, 0.05], masks, maps)
+    s = summarize([1, 0], [0.9, 0.05], masks, maps, pixel_f1=True)
     assert s.image_rocauc == 1.0 and s.pixel_rocauc == 1.0 and s.pixel_threshold is not None
     assert summarize([1, 0], [0.9, 0.05]).pixel_rocauc is None
+    assert summarize([1, 0], [0.9, 0.05], masks, maps).pixel_threshold is None
 
 
 def test_threshold_at_frr_from_good_scores_alone():

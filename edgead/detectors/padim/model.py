@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgead.components.backbones import create_feature_backbone, layers_at
+from edgead.components.backbones import create_feature_backbone, inference_ready, layers_at
 from edgead.components.common import anomaly_map, batched_inputs, input_spec
 from edgead.components.config import ConfigMixin
 from edgead.errors import EdgeadError
@@ -100,6 +100,7 @@ def default_features(config: PadimConfig) -> int:
 def build_embedder(config: PadimConfig, weights: str | None) -> tuple[PadimEmbedder, dict]:
     layers = config.layers or layers_at(config.backbone, (4, 8, 16))
     backbone, layers, channels, source = create_feature_backbone(config.backbone, layers, weights)
+    backbone = inference_ready(backbone)  # BatchNorm folded, channels_last
     config.layers = layers
     total = sum(channels)
     d = default_features(config)

@@ -43,7 +43,7 @@ class GraphSearch(nn.Module):
         return torch.sqrt(torch.clamp(d2.min(dim=1).values, min=0.0)).reshape(b, h, w)
 
 
-def holdout_queries(saved: SavedModel, limit: int = 32) -> list[np.ndarray]:
+def holdout_queries(saved: SavedModel, limit: int = 16) -> list[np.ndarray]:
     """The patch embeddings of up to ``limit`` held-out good images, one (P, D) array each."""
     from edgead.components.common import batched_inputs
 
@@ -88,7 +88,7 @@ def choose_index(saved: SavedModel, index: str) -> tuple[str, dict, dict | None]
         "; ".join(f"{c.label()} {c.ms_per_image:.1f} ms" for c in found if c is not best),
     )
     params = {"host_search": "gemm" if best.name == "gemm" else "faiss"}
-    params.update({k: v for k, v in best.settings.items() if k == "ef_search"})
+    params.update({k: v for k, v in best.settings.items() if k in ("ef_search", "M")})
     kind = {"gemm": "flat"}.get(best.name, best.name)
     return kind, params, rec
 
@@ -115,7 +115,9 @@ def export(
         saved.fit_report["search"] = measured
 
     def write_artifacts(writer: BundleWriter) -> ScorerSpec:
-        faiss_index, meta = build_index(model.memory_bank.numpy(), kind, nprobe, cfg.seed)
+        faiss_index, meta = build_index(
+            model.memory_bank.numpy(), kind, nprobe, cfg.seed, search_params.pop("M", 32)
+        )
         write_index(faiss_index, writer.path("memory_bank.faiss"))
         writer.add("memory_bank.faiss", role="index", fmt="faiss", precision="fp32", **meta)
         params = {

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgead.components.backbones import create_feature_backbone
+from edgead.components.backbones import create_feature_backbone, inference_ready
 from edgead.components.common import (
     adaptive_pool_matrix,
     anomaly_map,
@@ -84,9 +84,17 @@ class PatchCoreModel(nn.Module):
         self.config = config
 
     def nearest(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P, D) -> distance to and index of the nearest memory-bank patch, per row."""
-        dist = torch.cdist(emb, self.memory_bank)
-        return dist.min(dim=1)
+        """(P, D) -> distance to and index of the nearest memory-bank patch, per row.
+
+        |x|^2 - 2 x.b + |b|^2 as one matrix product and a min, the square root of the minima
+        only (what torch.cdist computes for inputs this size, without its full square-root
+        pass over the P x N matrix).
+        """
+        bank = self.memory_bank
+        d2 = torch.addmm((bank * bank).sum(1)[None], emb, bank.T, alpha=-2.0)
+        d2 += (emb * emb).sum(1, keepdim=True)
+        val, idx = d2.min(dim=1)
+        return val.clamp_min(0).sqrt(), idx
 
     def image_score(self, emb: torch.Tensor, dist: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Max patch score, optionally re-weighted as in the paper (Eq. 7)."""
@@ -125,6 +133,7 @@ def build_embedder(config: PatchCoreConfig, weights: str | None) -> tuple[PatchE
     backbone, layers, channels, source = create_feature_backbone(
         config.backbone, config.layers, weights
     )
+    backbone = inference_ready(backbone)  # BatchNorm folded, channels_last
     config.layers = layers
     embedder = PatchEmbedder(backbone, channels, config.embed_dim).eval()
     return embedder, {

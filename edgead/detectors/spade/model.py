@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgead.components.backbones import create_feature_backbone, layers_at
+from edgead.components.backbones import create_feature_backbone, inference_ready, layers_at
 from edgead.components.common import anomaly_map, batched_inputs, input_spec
 from edgead.components.config import ConfigMixin
 from edgead.errors import EdgeadError
@@ -112,6 +112,7 @@ def build_embedder(config: SpadeConfig, weights: str | None) -> tuple[SpadeEmbed
     backbone, _, channels, source = create_feature_backbone(
         config.backbone, (*layers, pooled), weights
     )
+    backbone = inference_ready(backbone)  # BatchNorm folded, channels_last
     config.layers, config.pooled_layer = layers, pooled
     meta = {
         "name": config.backbone,

@@ -71,7 +71,7 @@ class KnnScorer(Scorer):
 
 
 def exact_max(
-    dist: np.ndarray, ids: np.ndarray, emb: np.ndarray, exact: NearestSearch, first: int = 8
+    dist: np.ndarray, ids: np.ndarray, emb: np.ndarray, exact: NearestSearch, first: int = 2
 ) -> None:
     """Make each image's largest patch distance exact after an approximate search, in place.
 
