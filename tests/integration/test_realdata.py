@@ -20,17 +20,18 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 CATEGORIES = ("mvtec3d_tire", "mvtec_bottle", "loco_juice_bottle")
 # Lower bounds well under what was measured (README, "Measured"), so that a regression fails.
-# loco_juice_bottle holds logical anomalies only. PaDiM's pixel maps on mvtec3d_tire are at
-# chance with the paper's epsilon 0.01 on EfficientNet-Lite0 features (measured 49.2: 0.01 is
-# 0.1% of their mean variance; README, PaDiM, has the epsilon sweep): no pixel bound is
-# asserted for that pair, parity still is.
+# loco_juice_bottle holds logical anomalies only. PaDiM on tire: pixel ROCAUC 49.2 with the
+# paper's absolute epsilon 0.01, 86.5 with the relative default (README, PaDiM); its bound is
+# the (#13): >= 85.
 MIN_IMAGE_ROCAUC = {"mvtec_bottle": 0.95, "mvtec3d_tire": 0.6, "loco_juice_bottle": 0.8}
 MIN_PIXEL_ROCAUC = {"mvtec3d_tire": 0.8, "loco_juice_bottle": 0.75}
-NO_PIXEL_BOUND = {("padim", "mvtec3d_tire")}
+PIXEL_BOUND = {("padim", "mvtec3d_tire"): 0.85}
+NO_PIXEL_BOUND: set = set()
 CASES = [("patchcore", c) for c in CATEGORIES] + [
     (d, c) for d in ("padim", "spade") for c in CATEGORIES
 ]
-OPTIONS = {"patchcore": ["--coreset-ratio", "0.01"]}
+# defaults everywhere: the 10% coreset takes 4-10 s per category now (README, Speed on the CPU)
+OPTIONS: dict[str, list[str]] = {}
 # FP16 parity (#5) everywhere but SPADE's juice and bottle runs, the slowest in CI (~1 min per
 # parity run on 2 cores); SPADE keeps its worst FP16 case, tire (README has all nine).
 NO_FP16 = {("spade", "loco_juice_bottle"), ("spade", "mvtec_bottle")}
@@ -60,7 +61,16 @@ def test_real_category(detector, category, tmp_path):
     if category == "mvtec_bottle":  # ships without masks: image labels only
         assert metrics["pixel_rocauc"] is None
     elif (detector, category) not in NO_PIXEL_BOUND:
-        assert metrics["pixel_rocauc"] >= MIN_PIXEL_ROCAUC[category], metrics
+        bound = PIXEL_BOUND.get((detector, category), MIN_PIXEL_ROCAUC[category])
+        assert metrics["pixel_rocauc"] >= bound, metrics
+
+    # the threshold comes from held-out good images at 1%; what it costs on the test set: at
+    # most 2 good images flagged (measured 0-2 for every pair: README, Thresholds)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    cal = manifest["normalization"]["calibration"]
+    assert cal["target_frr"] == 0.01 and cal["image"]["n_images"] >= 20, cal
+    assert cal["test"]["false_rejects"] <= 2, cal["test"]
+    assert cal["f1_optimal"]["note"].startswith("diagnostic")
 
     # FP32 graph: reproduces the original; FP16 graph: ROCAUC within 0.5 points of it (#5)
     for precision in ("fp32",) if (detector, category) in NO_FP16 else ("fp32", "fp16"):
