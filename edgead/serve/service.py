@@ -338,10 +338,10 @@ class Service:
 
     def predict_upload(self, data: bytes, name: str) -> dict:
         """Score one uploaded, already size-checked image; ImageDecodeError when it is bad."""
-        from edgead.serve.uploads import decode_upload
+        from edgead.serve.uploads import decode_upload_with_channels
 
         try:
-            image = decode_upload(data, name)
+            image, channels = decode_upload_with_channels(data, name)
         except ImageDecodeError as exc:
             self._frame_error("upload", str(exc))
             raise
@@ -355,4 +355,6 @@ class Service:
             "threshold": self.norm.image_threshold,
             "latency_ms": result.timings_ms,
             "map_max": float(result.anomaly_map.max()),
+            # e.g. a grayscale image into a colour model
+            "warnings": [w for w in [self.pipeline.channel_warning(channels)] if w],
         }

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from edgead.data.images import MAX_PIXELS, decode_image
+from edgead.data.images import MAX_PIXELS, decode_with_channels
 from edgead.errors import ImageDecodeError
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP"}
@@ -22,6 +22,13 @@ ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP"}
 
 def decode_upload(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """RGB uint8 image from uploaded bytes; ImageDecodeError naming the upload otherwise."""
+    return decode_upload_with_channels(data, name, max_pixels)[0]
+
+
+def decode_upload_with_channels(
+    data: bytes, name: str, max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, int]:
+    """``decode_upload`` and the colour channels the file had (1 gray, 3 colour)."""
     if not data:
         raise ImageDecodeError(name, "empty upload")
     try:
@@ -44,4 +51,4 @@ def decode_upload(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.nd
         raise ImageDecodeError(
             name, f"{width}x{height} pixels is over the limit of {max_pixels:,} pixels"
         )
-    return decode_image(data, name, max_pixels)
+    return decode_with_channels(data, name, max_pixels)
