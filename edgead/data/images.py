@@ -68,16 +68,12 @@ def decode_with_channels(
     return to_rgb8(image, source), source_channels(image)
 
 
-def decode_image(
-    data: bytes, source: str = "<bytes>", max_pixels: int | None = None
-) -> np.ndarray:
+def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int | None = None) -> np.ndarray:
     """Decode an encoded image (PNG, JPEG, ...) from memory to RGB uint8."""
     return decode_with_channels(data, source, max_pixels)[0]
 
 
-def read_with_channels(
-    path: str | Path, max_pixels: int | None = None
-) -> tuple[np.ndarray, int]:
+def read_with_channels(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, int]:
     """Read an image file to RGB uint8 and the channels of the file; errors name the file."""
     path = Path(path)
     try:

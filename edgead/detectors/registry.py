@@ -10,6 +10,7 @@ export modules when called), so that listing the detectors for ``--help`` is ins
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,54 +39,84 @@ def option_names(options: list[Callable]) -> list[str]:
 class Detector:
     """One detector: its settings, fit, export and command-line options.
 
-    Subclasses set ``name`` (which registers them), ``summary`` (one line for ``--help``) and
-    fill in the methods below; ``fit_options`` / ``export_options`` are click option decorators
-    whose names are config fields (fit) or keyword arguments of ``export`` (export).
+    Subclasses set ``name`` (which registers them) and ``summary`` (one line for ``--help``),
+    and either name the modules that hold the pieces (imported on first use, so that
+    registering needs no torch):
+
+    - ``model_module``: ``fit(config, train, device, quiet, **extra)``, ``rebuild(config,
+      state)``, the config class ``config_class``, and optionally ``input_spec`` / ``infer``;
+    - ``export_module``: ``export(saved, out, overwrite, **options)``;
+    - ``options_module``: lists of click options named in ``fit_option_groups`` and
+      ``export_option_groups``, whose names are config fields (fit) or keyword arguments of
+      ``export`` (export);
+
+    or override the methods below (the toy detector in the tests does).
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     uses_validation: ClassVar[bool] = False  # fit() takes validation=[held-out good paths]
+    model_module: ClassVar[str] = ""
+    config_class: ClassVar[str] = ""
+    export_module: ClassVar[str] = ""
+    options_module: ClassVar[str] = ""
+    fit_option_groups: ClassVar[tuple[str, ...]] = ("FIT",)
+    export_option_groups: ClassVar[tuple[str, ...]] = ("EXPORT",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.name:
             DETECTORS[cls.name] = cls()
 
-    # -- what a detector supplies ---------------------------------------------------------------
+    # -- what a detector supplies (from its modules, or overridden) -----------------------------
+    @staticmethod
+    def _module(name: str) -> Any:
+        if not name:
+            raise NotImplementedError("this detector names no module for it")
+        return importlib.import_module(name)
+
+    def _options(self, groups: tuple[str, ...]) -> list[Callable]:
+        if not self.options_module:
+            return []
+        module = self._module(self.options_module)
+        return [opt for group in groups for opt in getattr(module, group, [])]
+
     @property
     def config_cls(self) -> type:
-        raise NotImplementedError
+        return getattr(self._module(self.model_module), self.config_class)
 
     def fit_options(self) -> list[Callable]:
         """The detector's own fit options (the shared ones come from ``detectors.options``)."""
-        return []
+        return self._options(self.fit_option_groups)
 
     def export_options(self) -> list[Callable]:
         """The detector's own export options (besides --fp16 and --torch-graph)."""
-        return []
+        return self._options(self.export_option_groups)
 
     def fit(
         self, config: Any, train: list[Path], device: str = "cpu", quiet: bool = False, **extra: Any
     ) -> tuple[Any, dict]:
-        raise NotImplementedError
+        model = self._module(self.model_module)
+        return model.fit(config, train, device=device, quiet=quiet, **extra)
 
     def rebuild(self, config: Any, state: dict) -> Any:
-        raise NotImplementedError
+        return self._module(self.model_module).rebuild(config, state)
 
     def input_spec(self, config: Any) -> Any:
         from edgead.components.common import input_spec
 
-        return input_spec(config)
+        model = self._module(self.model_module) if self.model_module else None
+        return getattr(model, "input_spec", input_spec)(config)
 
     def infer(self, model: Any, batch: Any) -> tuple[Any, Any]:
         """Preprocessed batch -> (image scores (B,), anomaly maps (B, H, W)) as numpy."""
         from edgead.components.common import infer
 
-        return infer(model, batch)
+        module = self._module(self.model_module) if self.model_module else None
+        return getattr(module, "infer", infer)(model, batch)
 
     def export(self, saved: Any, out: str | Path, overwrite: bool = False, **options: Any) -> Path:
-        raise NotImplementedError
+        return self._module(self.export_module).export(saved, out, overwrite, **options)
 
     # -- shared behaviour -----------------------------------------------------------------------
     def config_from_dict(self, d: dict) -> Any:
@@ -137,8 +168,6 @@ def load_builtins() -> None:
     if _builtins_loaded:
         return
     _builtins_loaded = True
-    import importlib
-
     for package in BUILTIN:
         importlib.import_module(f"edgead.detectors.{package}")
 

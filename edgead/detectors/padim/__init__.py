@@ -1,10 +1,8 @@
 """PaDiM (Defard et al., 2020): a Gaussian per grid position over multi-stage features,
-Mahalanobis distance as the patch score. ``model.py`` fits it, ``export.py`` writes the bundle."""
+Mahalanobis distance as the patch score. ``model.py`` fits it, ``export.py`` writes the bundle,
+``options.py`` holds its command-line options."""
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 from edgead.detectors.registry import Detector
 
@@ -12,29 +10,7 @@ from edgead.detectors.registry import Detector
 class Padim(Detector):
     name = "padim"
     summary = "a Gaussian per position of multi-stage features, Mahalanobis distance"
-
-    @property
-    def config_cls(self) -> type:
-        from edgead.detectors.padim.model import PadimConfig
-
-        return PadimConfig
-
-    def fit_options(self) -> list:
-        from edgead.detectors.padim.options import FIT
-
-        return FIT
-
-    def fit(self, config, train, device="cpu", quiet=False, **extra):
-        from edgead.detectors.padim.model import fit
-
-        return fit(config, train, device=device, quiet=quiet)
-
-    def rebuild(self, config, state):
-        from edgead.detectors.padim.model import rebuild
-
-        return rebuild(config, state)
-
-    def export(self, saved: Any, out: str | Path, overwrite: bool = False, **options: Any) -> Path:
-        from edgead.detectors.padim.export import export
-
-        return export(saved, out, overwrite, **options)
+    model_module = "edgead.detectors.padim.model"
+    config_class = "PadimConfig"
+    export_module = "edgead.detectors.padim.export"
+    options_module = "edgead.detectors.padim.options"
