@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import subprocess
 import sys
@@ -131,9 +132,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    import edgead  # noqa: F401  (first: OpenMP's passive waiting must precede torch's load)
     import torch
 
+    import edgead  # noqa: F401  (first: OpenMP's passive waiting must precede torch's load)
+    from edgead.components.backbones import inference_ready
     from edgead.data.datasets import open_dataset
     from edgead.data.images import read_image
     from edgead.detectors.registry import get_detector
@@ -166,7 +168,8 @@ def main() -> None:
     step = max(1, len(samples) // args.images)
     paths = [s.path for s in samples[::step][: args.images]]
     images = [read_image(p) for p in paths]
-    model = saved.model.eval()
+    # the PyTorch model as edgead evaluates it (BatchNorm folded: the faster torch)
+    model = inference_ready(copy.deepcopy(saved.model))
     bank = None
     if args.detector == "patchcore":
         bank = np.ascontiguousarray(model.memory_bank.numpy(), np.float32)

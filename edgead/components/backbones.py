@@ -270,8 +270,10 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def inference_ready(backbone: nn.Module) -> nn.Module:
-    """A frozen feature backbone as fast as eager torch runs it on a CPU: BatchNorm folded into
+def inference_ready(module: nn.Module) -> nn.Module:
+    """A frozen network as fast as eager torch runs it on a CPU, in place: BatchNorm folded into
     the convolutions and channels_last weights (Lite0 at batch 16: 34.6 -> 16.3 ms per 224 px
-    image on 2 cores; batch 1: 46 -> 27 ms)."""
-    return fuse_batchnorm(backbone.eval()).to(memory_format=torch.channels_last)
+    image on 2 cores; batch 1: 46 -> 27 ms). For the torch side's own passes only (fit features,
+    evaluation): exported graphs come from the unfolded module, since folding changes FP16
+    rounding enough to move SPADE's FP16 image ROCAUC on tire by 1.0 point (0.09 unfolded)."""
+    return fuse_batchnorm(module.eval()).to(memory_format=torch.channels_last)

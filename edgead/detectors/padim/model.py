@@ -13,6 +13,7 @@ cheaper and steadier than an explicit inverse.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,6 @@ def default_features(config: PadimConfig) -> int:
 def build_embedder(config: PadimConfig, weights: str | None) -> tuple[PadimEmbedder, dict]:
     layers = config.layers or layers_at(config.backbone, (4, 8, 16))
     backbone, layers, channels, source = create_feature_backbone(config.backbone, layers, weights)
-    backbone = inference_ready(backbone)  # BatchNorm folded, channels_last
     config.layers = layers
     total = sum(channels)
     d = default_features(config)
@@ -129,6 +129,7 @@ def fit(
     t0 = time.perf_counter()
     embedder, meta = build_embedder(config, config.weights)
     embedder = embedder.to(device)
+    fast = inference_ready(copy.deepcopy(embedder))  # for the features; the model keeps embedder
     spec = input_spec(config)
     with torch.no_grad():
         probe = embedder(torch.zeros(1, 3, spec.height, spec.width, device=device))
@@ -148,7 +149,7 @@ def fit(
         skipped += [str(e) for e in errors]
         if not len(batch):
             continue
-        emb = embedder(batch.to(device)).reshape(len(batch), positions, d).double().cpu()
+        emb = fast(batch.to(device)).reshape(len(batch), positions, d).double().cpu()
         total += emb.sum(0)
         outer += torch.einsum("bpd,bpe->pde", emb, emb)
         n += len(batch)

@@ -7,6 +7,7 @@ coreset of the training patches as memory bank, and nearest-neighbour distance a
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -133,7 +134,6 @@ def build_embedder(config: PatchCoreConfig, weights: str | None) -> tuple[PatchE
     backbone, layers, channels, source = create_feature_backbone(
         config.backbone, config.layers, weights
     )
-    backbone = inference_ready(backbone)  # BatchNorm folded, channels_last
     config.layers = layers
     embedder = PatchEmbedder(backbone, channels, config.embed_dim).eval()
     return embedder, {
@@ -153,12 +153,13 @@ def fit(
     torch.manual_seed(config.seed)
     embedder, backbone_meta = build_embedder(config, config.weights)
     embedder = embedder.to(device)
+    fast = inference_ready(copy.deepcopy(embedder))  # for the features; the model keeps embedder
     spec = input_spec(config)
     chunks, skipped = [], []
     for _, batch, errors in batched_inputs(train_paths, spec, config.batch_size, "features", quiet):
         skipped += [str(e) for e in errors]
         if len(batch):
-            emb = embedder(batch.to(device))
+            emb = fast(batch.to(device))
             chunks.append(emb.reshape(-1, emb.shape[-1]).cpu())
     if not chunks:
         from edgead.errors import EdgeadError

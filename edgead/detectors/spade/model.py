@@ -9,6 +9,7 @@ averaged, then upsampled to the input size and blurred.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,6 @@ def build_embedder(config: SpadeConfig, weights: str | None) -> tuple[SpadeEmbed
     backbone, _, channels, source = create_feature_backbone(
         config.backbone, (*layers, pooled), weights
     )
-    backbone = inference_ready(backbone)  # BatchNorm folded, channels_last
     config.layers, config.pooled_layer = layers, pooled
     meta = {
         "name": config.backbone,
@@ -133,13 +133,14 @@ def fit(
     t0 = time.perf_counter()
     embedder, meta = build_embedder(config, config.weights)
     embedder = embedder.to(device)
+    fast = inference_ready(copy.deepcopy(embedder))  # for the features; the model keeps embedder
     spec = input_spec(config)
     pooled, gallery, skipped = [], [[] for _ in config.layers], []
     for _, batch, errors in batched_inputs(train_paths, spec, config.batch_size, "features", quiet):
         skipped += [str(e) for e in errors]
         if not len(batch):
             continue
-        outs = embedder(batch.to(device))
+        outs = fast(batch.to(device))
         for i, fmap in enumerate(outs[:-1]):
             gallery[i].append(fmap.cpu())
         pooled.append(outs[-1].cpu())
