@@ -135,18 +135,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    import torch
-
     import edgead  # noqa: F401  (first: OpenMP's passive waiting must precede torch's load)
-    from edgead.components.backbones import inference_ready
-    from edgead.data.datasets import open_dataset
-    from edgead.data.images import read_image
     from edgead.detectors.registry import get_detector
     from edgead.runtime.bench import bench_context
-    from edgead.runtime.pipeline import Pipeline
-    from edgead.runtime.preprocess import preprocess
     from edgead.threads import configure
-    from edgead.workflows import export_model, fit_detector
 
     threads = configure(args.threads)
     result: dict = {
@@ -155,7 +147,20 @@ def main() -> None:
         "detector": args.detector,
     }
     detector = get_detector(args.detector)
-    work = Path(tempfile.mkdtemp(prefix="edgead-speed-"))
+    with tempfile.TemporaryDirectory(prefix="edgead-speed-") as tmp:
+        run(args, result, detector, threads, Path(tmp))
+
+
+def run(args, result: dict, detector, threads, work: Path) -> None:
+    import torch
+
+    from edgead.components.backbones import inference_ready
+    from edgead.data.datasets import open_dataset
+    from edgead.data.images import read_image
+    from edgead.runtime.pipeline import Pipeline
+    from edgead.runtime.preprocess import preprocess
+    from edgead.workflows import export_model, fit_detector
+
     t0 = time.perf_counter()
     saved = fit_detector(args.detector, args.data, detector.config_cls(), quiet=True)
     t1 = time.perf_counter()

@@ -10,7 +10,15 @@ from edgead.errors import EdgeadError
 
 
 @main.command()
-@click.argument("bundle", type=click.Path())
+@click.argument("bundle", type=click.Path(), required=False)
+@click.option(
+    "--config",
+    "config",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Many streams: a .yaml/.toml file mapping sources to bundles (instead of BUNDLE and "
+    "one source); see the README.",
+)
 @click.option("--camera", default=None, help="Camera device index (e.g. 0).")
 @click.option(
     "--video",
@@ -63,7 +71,8 @@ from edgead.errors import EdgeadError
 @click.pass_context
 def serve(
     ctx: click.Context,
-    bundle: str,
+    bundle: str | None,
+    config: str | None,
     camera: str | None,
     video: str | None,
     rtsp: str | None,
@@ -85,9 +94,10 @@ def serve(
     reconnect_max_s: float,
     threshold: float | None,
 ) -> None:
-    """Score a camera, video, stream or folder with BUNDLE behind a live web page and API."""
+    """Score a camera, video, stream or folder with BUNDLE behind a live web page and API;
+    or, with --config, many sources with several bundles in one server."""
     try:
-        from edgead.serve.server import ServeSettings
+        from edgead.serve.server import ServeSettings, serve_config
         from edgead.serve.server import serve as run_server
         from edgead.serve.service import ServeOptions
         from edgead.serve.sources import make_source
@@ -96,7 +106,25 @@ def serve(
             f"edgead serve needs the serve extra: pip install 'edgead[serve]' ({exc})"
         ) from exc
 
-    source = make_source(camera, video, rtsp, folder, fps, loop)
+    if config is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("BUNDLE", bundle),
+                ("--camera", camera),
+                ("--video", video),
+                ("--rtsp", rtsp),
+                ("--folder", folder),
+                ("--threshold", threshold),
+            )
+            if value is not None
+        ]
+        if given:
+            raise click.UsageError(
+                f"--config names the bundles, sources and thresholds; drop {', '.join(given)}"
+            )
+    elif bundle is None:
+        raise click.UsageError("give BUNDLE and a source, or --config FILE")
     settings = ServeSettings(
         host,
         port,
@@ -116,10 +144,16 @@ def serve(
         backoff_initial=min(0.5, reconnect_max_s),
         backoff_max=reconnect_max_s,
     )
-    service = run_server(bundle, source, out, settings, options)
-    status = service.status()
+    if config is not None:
+        service = serve_config(config, out, settings, options)
+        where = f"{out}/<stream>/events"
+    else:
+        source = make_source(camera, video, rtsp, folder, fps, loop)
+        service = run_server(bundle, source, out, settings, options)
+        where = str(service.first.recorder.folder)
+    t = service.totals()
     click.echo(
-        f"stopped: {status['frames']} frames scored, {status['anomalies']} anomalous, "
-        f"{status['dropped_frames']} dropped, {status['source']['frame_errors']} bad frames, "
-        f"{status['events']['written']} events written to {status['events']['folder']}"
+        f"stopped: {t['frames']} frames scored, {t['anomalies']} anomalous, "
+        f"{t['dropped']} dropped, {t['bad_frames']} bad frames, "
+        f"{t['events']} events written to {where}"
     )

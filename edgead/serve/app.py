@@ -1,10 +1,12 @@
 """The web side of ``edgead serve`` (FastAPI on uvicorn).
 
-Routes: ``/`` the live page; ``/stream.mjpg`` the overlay as MJPEG; ``/api/status``;
-``/api/events`` and ``/api/events/{id}/{frame|overlay|map|record}``; ``POST /api/predict``
-(one image, multipart field ``file`` or the raw bytes as the body); ``/metrics`` (Prometheus);
-``/healthz``. With a token, every request must carry it: ``Authorization: Bearer T``, or
-``?token=T`` (the page passes it on to its stream and API calls).
+Routes of each stream, under ``/streams/{name}/`` (and at the root for the first stream):
+the live page; ``stream.mjpg`` the overlay as MJPEG; ``api/status``; ``api/events`` and
+``api/events/{id}/{frame|overlay|map|record}``; ``POST api/predict`` (one image, multipart
+field ``file`` or the raw bytes as the body). At the root: ``/`` (the overview of every stream
+when there are several), ``/api/status`` (every stream), ``/metrics`` (Prometheus, labelled by
+stream and bundle), ``/healthz``. With a token, every request must carry it:
+``Authorization: Bearer T``, or ``?token=T`` (the page passes it on to its stream and API calls).
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edgead.errors import ImageDecodeError
-from edgead.serve.service import Service
+from edgead.serve.service import Service, Stream
 
 log = logging.getLogger("edgead.serve")
 
@@ -97,8 +106,8 @@ class Guard:
         return await self.app(scope, receive, send)
 
 
-def _page() -> str:
-    return resources.files("edgead.serve").joinpath("static/index.html").read_text("utf-8")
+def _page(name: str) -> str:
+    return resources.files("edgead.serve").joinpath(f"static/{name}").read_text("utf-8")
 
 
 def create_app(
@@ -107,7 +116,13 @@ def create_app(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     manage_service: bool = True,
 ) -> FastAPI:
-    """The app around a service; with ``manage_service`` it starts and stops it (lifespan)."""
+    """The app around a service; with ``manage_service`` it starts and stops it (lifespan).
+
+    Every stream has its page and API under ``/streams/{name}/``; the root's ``stream.mjpg``,
+    ``api/events`` and ``api/predict`` are the first stream's (all there is with one stream),
+    ``/`` is the overview when there are several streams, and ``/api/status`` lists every
+    stream (with one stream, its whole status at the top level as well).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,7 +137,14 @@ def create_app(
 
     app = FastAPI(title="edgead serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(Guard, token=token, max_upload_bytes=max_upload_bytes)
-    page = _page()
+    stream_page = _page("index.html")
+    overview_page = _page("overview.html")
+
+    def stream_of(name: str) -> Stream:
+        stream = service.by_name.get(name)
+        if stream is None:
+            raise HTTPException(404, f"no stream {name!r} (streams: {', '.join(service.by_name)})")
+        return stream
 
     @app.exception_handler(UploadTooLargeError)
     async def too_large(request: Request, exc: UploadTooLargeError) -> JSONResponse:
@@ -130,40 +152,42 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> HTMLResponse:
+        page = stream_page if len(service.streams) == 1 else overview_page
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        state = service.capture.snapshot()["state"]
-        return {"ok": not service.stopping, "source": state}
+        states = {s.name: s.capture.snapshot()["state"] for s in service.streams}
+        body = {"ok": not service.stopping, "streams": states}
+        if len(service.streams) == 1:
+            body["source"] = states[service.first.name]
+        return body
 
     @app.get("/api/status")
     async def status() -> dict:
         return service.status()
 
-    @app.get("/api/events")
-    async def events() -> dict:
-        return {"events": service.events(), **service.recorder.stats()}
-
-    @app.get("/api/events/{event_id}/{kind}")
-    async def event_file(event_id: str, kind: str) -> FileResponse:
-        path = service.recorder.path_of(event_id, kind)
-        if path is None:
-            raise HTTPException(404, f"no {kind} for event {event_id} (unknown or rotated away)")
-        return FileResponse(path)
-
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/stream.mjpg")
-    async def stream(request: Request) -> StreamingResponse:
+    # -- one stream's routes: at /streams/{name}/..., and at the root for the first stream ----
+    def events(stream: Stream) -> dict:
+        return {"stream": stream.name, "events": stream.events(), **stream.recorder.stats()}
+
+    def event_file(stream: Stream, event_id: str, kind: str) -> FileResponse:
+        path = stream.recorder.path_of(event_id, kind)
+        if path is None:
+            raise HTTPException(404, f"no {kind} for event {event_id} (unknown or rotated away)")
+        return FileResponse(path)
+
+    def mjpeg(stream: Stream) -> StreamingResponse:
         async def parts() -> AsyncIterator[bytes]:
             seen = -1  # the latest overlay at once (frames are drawn only while watched)
-            service.viewers += 1
+            stream.viewers += 1
             try:
                 while not service.stopping:
-                    seq, jpeg = service.latest_jpeg()
+                    seq, jpeg = stream.latest_jpeg()
                     if jpeg is None or seq == seen:
                         # polling costs nothing next to a frame, and needs no thread per viewer
                         await asyncio.sleep(0.02)
@@ -175,7 +199,7 @@ def create_app(
                     )
                     yield header.encode() + jpeg + b"\r\n"
             finally:
-                service.viewers -= 1
+                stream.viewers -= 1
 
         return StreamingResponse(
             parts(),
@@ -183,8 +207,7 @@ def create_app(
             headers={"Cache-Control": "no-store"},
         )
 
-    @app.post("/api/predict")
-    async def predict(request: Request) -> JSONResponse:
+    async def predict(stream: Stream, request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "")
         name = "upload"
         if content_type.startswith("multipart/form-data"):
@@ -199,9 +222,55 @@ def create_app(
             data = await request.body()
             name = request.query_params.get("name", name)
         try:
-            result = await run_in_threadpool(service.predict_upload, data, name)
+            result = await run_in_threadpool(stream.predict_upload, data, name)
         except ImageDecodeError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(result)
+
+    @app.get("/api/events")
+    async def root_events() -> dict:
+        return events(service.first)
+
+    @app.get("/api/events/{event_id}/{kind}")
+    async def root_event_file(event_id: str, kind: str) -> FileResponse:
+        return event_file(service.first, event_id, kind)
+
+    @app.get("/stream.mjpg")
+    async def root_stream() -> StreamingResponse:
+        return mjpeg(service.first)
+
+    @app.post("/api/predict")
+    async def root_predict(request: Request) -> JSONResponse:
+        return await predict(service.first, request)
+
+    @app.get("/streams/{name}")
+    async def stream_index_redirect(name: str) -> RedirectResponse:
+        stream_of(name)
+        return RedirectResponse(f"{name}/", 307)
+
+    @app.get("/streams/{name}/", response_class=HTMLResponse)
+    async def stream_index(name: str) -> HTMLResponse:
+        stream_of(name)
+        return HTMLResponse(stream_page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/streams/{name}/api/status")
+    async def stream_status(name: str) -> dict:
+        return service.stream_status(stream_of(name))
+
+    @app.get("/streams/{name}/api/events")
+    async def stream_events(name: str) -> dict:
+        return events(stream_of(name))
+
+    @app.get("/streams/{name}/api/events/{event_id}/{kind}")
+    async def stream_event_file(name: str, event_id: str, kind: str) -> FileResponse:
+        return event_file(stream_of(name), event_id, kind)
+
+    @app.get("/streams/{name}/stream.mjpg")
+    async def stream_mjpeg(name: str) -> StreamingResponse:
+        return mjpeg(stream_of(name))
+
+    @app.post("/streams/{name}/api/predict")
+    async def stream_predict(name: str, request: Request) -> JSONResponse:
+        return await predict(stream_of(name), request)
 
     return app

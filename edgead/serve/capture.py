@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,9 @@ class FrameQueue:
         self._maxsize = maxsize
         self._cond = threading.Condition()
         self.dropped = 0
+        # called after each put, outside the queue's lock: a runner that serves several
+        # queues waits on its own condition, not on each queue's
+        self.listener: Callable[[], None] | None = None
 
     def put(self, frame: Frame) -> bool:
         """Add a frame; True when an older one was dropped to make room."""
@@ -49,12 +53,18 @@ class FrameQueue:
                 self.dropped += 1
             self._items.append(frame)
             self._cond.notify()
-            return dropped
+        if self.listener is not None:
+            self.listener()
+        return dropped
 
     def get(self, timeout: float) -> Frame | None:
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def get_nowait(self) -> Frame | None:
+        with self._cond:
             return self._items.popleft() if self._items else None
 
     def __len__(self) -> int:

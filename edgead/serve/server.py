@@ -7,6 +7,7 @@ flushes anomalous frames to disk and closes the model.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -78,26 +79,7 @@ class ServeSettings:
     threads: int | None = None
 
 
-def serve(
-    bundle: str | Path,
-    source: FrameSource,
-    out_dir: str | Path,
-    settings: ServeSettings,
-    options: ServeOptions | None = None,
-) -> Service:
-    """Run until SIGINT/SIGTERM; returns the stopped service (for its counts)."""
-    token = settings.token or os.environ.get(TOKEN_ENV) or None
-    check_exposure(settings.host, token)
-    pipeline = Pipeline(
-        bundle,
-        settings.backend,
-        settings.device,
-        settings.precision,
-        settings.search,
-        settings.threshold,
-        settings.threads,
-    )
-    service = Service(pipeline, source, out_dir, options)
+def _run(service: Service, settings: ServeSettings, token: str | None, what: str) -> Service:
     app = create_app(service, token, settings.max_upload_bytes)
     config = uvicorn.Config(
         app,
@@ -108,10 +90,8 @@ def serve(
         timeout_graceful_shutdown=3,
     )
     log.info(
-        "serving %s (%s) from %s on http://%s:%d/%s",
-        pipeline.bundle.root,
-        pipeline.describe(),
-        source.name,
+        "serving %s on http://%s:%d/%s",
+        what,
         settings.host,
         settings.port,
         "?token=..." if token else "",
@@ -123,3 +103,113 @@ def serve(
     if server.stopped_by:
         log.info("%s received: stopped in order", server.stopped_by)
     return service
+
+
+def serve(
+    bundle: str | Path,
+    source: FrameSource,
+    out_dir: str | Path,
+    settings: ServeSettings,
+    options: ServeOptions | None = None,
+) -> Service:
+    """One bundle on one source; runs until SIGINT/SIGTERM; returns the stopped service."""
+    token = settings.token or os.environ.get(TOKEN_ENV) or None
+    check_exposure(settings.host, token)
+    pipeline = Pipeline(
+        bundle,
+        settings.backend,
+        settings.device,
+        settings.precision,
+        settings.search,
+        settings.threshold,
+        settings.threads,
+    )
+    service = Service.single(pipeline, source, out_dir, options)
+    what = f"{pipeline.bundle.root} ({pipeline.describe()}) from {source.name}"
+    return _run(service, settings, token, what)
+
+
+def build_service(
+    config_path: str | Path,
+    out_dir: str | Path,
+    threads: int | None = None,
+    options: ServeOptions | None = None,
+) -> Service:
+    """The streams of a config file, each bundle loaded once (all checked before any starts).
+
+    Events of stream S go to OUT/S/events."""
+    from edgead.serve.config import load_config, resolve_bundles
+    from edgead.serve.service import BundleRunner, Stream
+    from edgead.serve.sources import make_source
+
+    config_path = Path(config_path)
+    config = load_config(config_path)
+    base = config_path.resolve().parent
+    bundles = resolve_bundles(config, base)
+    o = options or ServeOptions()
+    o = dataclasses.replace(
+        o, max_batch=config.batching.max_batch, max_wait_ms=config.batching.max_wait_ms
+    )
+    rt = config.runtime
+    sources = {}
+    for s in config.streams:
+        try:
+            sources[s.name] = make_source(
+                None if s.camera is None else str(s.camera),
+                None if s.video is None else str(base / s.video),
+                s.rtsp,
+                None if s.folder is None else str(base / s.folder),
+                s.fps,
+                s.loop,
+            )
+        except EdgeadError as exc:
+            raise EdgeadError(f"{config_path}: stream {s.name}: {exc}") from exc
+    runners: dict[str, BundleRunner] = {}
+    try:
+        for name, b in bundles.items():
+            try:
+                pipeline = Pipeline(
+                    b.path,
+                    b.backend or rt.backend,
+                    b.device or rt.device,
+                    b.precision or rt.precision,
+                    b.search or rt.search,
+                    b.threshold,
+                    threads,
+                )
+            except EdgeadError as exc:
+                raise EdgeadError(f"{config_path}: bundle {name}: {exc}") from exc
+            runners[name] = BundleRunner(name, pipeline, o.max_batch, o.max_wait_ms)
+        streams = [
+            Stream(
+                s.name,
+                sources[s.name],
+                runners[s.bundle],
+                Path(out_dir) / s.name,
+                o,
+                s.threshold,
+            )
+            for s in config.streams
+        ]
+    except BaseException:
+        for r in runners.values():
+            r.close()
+        raise
+    return Service(list(runners.values()), streams)
+
+
+def serve_config(
+    config_path: str | Path,
+    out_dir: str | Path,
+    settings: ServeSettings,
+    options: ServeOptions | None = None,
+) -> Service:
+    """Many streams from a config file; runs until SIGINT/SIGTERM; returns the stopped service."""
+    token = settings.token or os.environ.get(TOKEN_ENV) or None
+    check_exposure(settings.host, token)
+    service = build_service(config_path, out_dir, settings.threads, options)
+    what = (
+        f"{len(service.streams)} streams on {len(service.runners)} bundles "
+        f"({', '.join(r.name for r in service.runners)}) from {config_path}"
+    )
+    return _run(service, settings, token, what)

@@ -1,0 +1,173 @@
+"""``edgead serve --config streams.yaml`` (or .toml): many sources, each mapped to a bundle.
+
+    bundles:                     # optional: names for bundles, and per-bundle runtime settings
+      tire: {path: bundles/patchcore_tire, precision: fp16}
+    streams:
+      - name: line1
+        video: clips/line1.avi   # exactly one of camera / video / rtsp / folder
+        loop: true
+        bundle: tire             # a name from bundles:, or a bundle folder
+      - name: line2
+        camera: 0
+        bundle: bundles/padim_bottle
+        threshold: 3.1           # this stream's verdict threshold (default: the bundle's)
+    batching: {max_batch: 8, max_wait_ms: 10}
+    runtime: {backend: onnxruntime, precision: fp32, search: auto}
+
+Relative paths are relative to the config file. The file is checked whole before anything is
+loaded (pydantic: unknown keys, wrong types, a stream without a source, duplicate names), and
+every error names the file and the key at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgead.errors import EdgeadError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RuntimeConfig(_Strict):
+    backend: str = "onnxruntime"
+    device: str | None = None
+    precision: Literal["fp32", "fp16"] = "fp32"
+    search: str = "auto"
+
+
+class BundleConfig(_Strict):
+    path: str
+    backend: str | None = None
+    device: str | None = None
+    precision: Literal["fp32", "fp16"] | None = None
+    search: str | None = None
+    threshold: float | None = None  # the verdict's threshold for every stream of this bundle
+
+
+class StreamConfig(_Strict):
+    name: str
+    bundle: str
+    camera: int | None = Field(default=None, ge=0)
+    video: str | None = None
+    rtsp: str | None = None
+    folder: str | None = None
+    fps: float | None = Field(default=None, ge=0)
+    loop: bool = False
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StreamConfig:
+        given = [k for k in ("camera", "video", "rtsp", "folder") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"stream {self.name!r}: give exactly one of camera, video, rtsp, folder "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        if not _NAME.match(self.name):
+            raise ValueError(
+                f"stream name {self.name!r}: letters, digits, '_', '.', '-' (it is used in "
+                "URLs, metric labels and folder names)"
+            )
+        return self
+
+
+class BatchingConfig(_Strict):
+    max_batch: int = Field(default=8, ge=1, le=256)
+    max_wait_ms: float = Field(default=10.0, ge=0, le=1000)
+
+
+class ServeConfig(_Strict):
+    streams: list[StreamConfig] = Field(min_length=1)
+    bundles: dict[str, str | BundleConfig] = Field(default_factory=dict)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServeConfig:
+        seen: set[str] = set()
+        for s in self.streams:
+            if s.name in seen:
+                raise ValueError(f"stream name {s.name!r} is used twice")
+            seen.add(s.name)
+        return self
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise EdgeadError(f"{path}: cannot read the config ({exc.strerror or exc})") from exc
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise EdgeadError(f"{path}: a config is .yaml, .yml or .toml (got {suffix or 'none'})")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise EdgeadError(f"{path}: not valid TOML ({exc})") from exc
+    except Exception as exc:
+        if exc.__class__.__module__.startswith("yaml"):
+            raise EdgeadError(f"{path}: not valid YAML ({exc})") from exc
+        raise
+    if not isinstance(data, dict):
+        raise EdgeadError(f"{path}: expected a mapping with a 'streams' list at the top")
+    return data
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top)"
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    """Parse and check a streams config; EdgeadError naming the file and each key at fault."""
+    path = Path(path)
+    data = _read(path)
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise EdgeadError(f"{path}: {problems}") from exc
+
+
+def resolve_bundles(config: ServeConfig, base: Path) -> dict[str, BundleConfig]:
+    """Each distinct bundle once, by name: the named ones, then bundle folders given directly
+    (named after their folder, made unique). Raises when a folder does not exist."""
+    named: dict[str, BundleConfig] = {}
+    for name, entry in config.bundles.items():
+        if not _NAME.match(name):
+            raise EdgeadError(f"bundles.{name}: letters, digits, '_', '.', '-'")
+        b = BundleConfig(path=entry) if isinstance(entry, str) else entry
+        named[name] = b.model_copy(update={"path": str((base / b.path).resolve())})
+    by_path = {b.path: n for n, b in named.items()}
+    for s in config.streams:
+        if s.bundle in named:
+            continue
+        full = str((base / s.bundle).resolve())
+        if full in by_path:
+            s.bundle = by_path[full]
+            continue
+        stem = Path(full).name or "bundle"
+        name, k = stem, 2
+        while name in named:
+            name, k = f"{stem}-{k}", k + 1
+        named[name] = BundleConfig(path=full)
+        by_path[full] = name
+        s.bundle = name
+    for name, b in named.items():
+        if not Path(b.path).is_dir():
+            raise EdgeadError(f"bundles.{name}: {b.path} is not a bundle folder")
+    used = {s.bundle for s in config.streams}
+    return {n: b for n, b in named.items() if n in used}
