@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
-from edgead.bundle.manifest import Artifact
+from edgead.bundle.manifest import Artifact, PostprocessSpec
 from edgead.bundle.roles import FALLBACK_ROLES, GRAPH_ROLES
 from edgead.data.images import read_with_channels
 from edgead.errors import BundleError, ImageDecodeError
@@ -57,6 +57,14 @@ def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
             f"{bundle.root}: no {precision} {backend} graph in this bundle; add it with {fix}"
         )
     return bundle.manifest.artifact(role)
+
+
+def finish(spec: PostprocessSpec, scored: ScorerOutput) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Scorer output -> (image scores, anomaly maps at the input size)."""
+    maps = host_map(lambda p: anomaly_map(p, spec), scored.patch_scores)
+    if spec.image_score == "map_max":
+        return np.array([m.max() for m in maps], np.float32), maps
+    return scored.image_scores, maps
 
 
 class Pipeline:
@@ -159,11 +167,7 @@ class Pipeline:
 
     def finish(self, scored: ScorerOutput) -> tuple[np.ndarray, list[np.ndarray]]:
         """Scorer output -> (image scores, anomaly maps at the input size)."""
-        spec = self.bundle.manifest.postprocess
-        maps = host_map(lambda p: anomaly_map(p, spec), scored.patch_scores)
-        if spec.image_score == "map_max":
-            return np.array([m.max() for m in maps], np.float32), maps
-        return scored.image_scores, maps
+        return finish(self.bundle.manifest.postprocess, scored)
 
     def predict_files(
         self, paths: Iterable[str | Path], batch_size: int = 1

@@ -82,7 +82,7 @@ class StreamConfig(_Strict):
 
 class BatchingConfig(_Strict):
     max_batch: int = Field(default=8, ge=1, le=256)
-    max_wait_ms: float = Field(default=10.0, ge=0, le=1000)
+    max_wait_ms: float = Field(default=10.0, ge=0, le=5000)
 
 
 class ServeConfig(_Strict):

@@ -512,3 +512,78 @@ def test_watched_folder_reports_a_corrupt_file_and_goes_on(serve_bundle, clip_fr
         assert metric(text, "edgead_frame_errors_total", origin="source", stream="default") == 1.0
     finally:
         assert srv.stop() == 0, srv.output()
+
+
+def test_many_streams_share_a_bundle_batch_together_and_keep_faults_apart(
+    serve_bundle, clip, clip_frames, reference, tmp_path
+):
+    """Four streams, one bundle: two replayed cameras, a camera that never comes (its file is
+    missing) and a hot folder with a corrupt file. The bundle is loaded once, the two cameras'
+    frames are scored in shared batches, and the faulty streams neither stop nor slow the others
+    (the batch wait is 2 s: waiting for the lost stream would drop the others below 1 frame/s)."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    shutil.copy(clip_frames[0], folder / "part-001.png")
+    (folder / "part-002.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated by a bad transfer")
+    config = tmp_path / "streams.yaml"
+    config.write_text(
+        f"""
+bundles:
+  parts: {{path: {serve_bundle}}}
+streams:
+  - {{name: cam-a, video: {clip}, loop: true, bundle: parts}}
+  - {{name: cam-b, video: {clip}, loop: true, bundle: parts}}
+  - {{name: cam-lost, video: {tmp_path / "unplugged.avi"}, bundle: parts}}
+  - {{name: hot-folder, folder: {folder}, bundle: {serve_bundle}, threshold: 1.0e9}}
+batching: {{max_batch: 8, max_wait_ms: 2000}}
+"""
+    )
+    srv = ServerProcess(["--config", str(config)], tmp_path / "out")
+    try:
+        srv.wait_ready()
+        n = len(clip_frames)
+
+        def settled():
+            s = srv.status()
+            rows = {r["stream"]: r for r in s["streams"]}
+            ok = rows["cam-a"]["frames"] >= n + 5 and rows["cam-b"]["frames"] >= n + 5
+            return ok and rows["hot-folder"]["frame_errors"] >= 1 and s
+
+        s = wait_for(settled, 90, "both cameras past one loop and the corrupt file reported")
+        rows = {r["stream"]: r for r in s["streams"]}
+        assert len(s["bundles"]) == 1  # named once and given by path once: loaded once
+        assert s["bundles"][0]["streams"] == ["cam-a", "cam-b", "cam-lost", "hot-folder"]
+        assert rows["cam-lost"]["state"] == "connecting"
+        assert "not found" in rows["cam-lost"]["last_error"]
+        assert rows["hot-folder"]["state"] == "live" and rows["hot-folder"]["frames"] == 1
+        for name in ("cam-a", "cam-b"):
+            assert rows[name]["state"] == "live" and rows[name]["fps"] > 5.0, rows[name]
+            one = srv.client.get(f"/streams/{name}/api/status").json()
+            assert one["stream"] == name and one["source"]["reconnects"] == 0
+            latest = one["latest"]
+            score, label = reference[frame_number(latest["source"], n)]
+            assert latest["score"] == pytest.approx(score, rel=1e-4, abs=1e-4)
+            assert latest["verdict"] == label
+            events = srv.client.get(f"/streams/{name}/api/events").json()
+            assert Path(events["folder"]) == tmp_path / "out" / name / "events"
+        # the folder stream's own threshold: nothing there is anomalous
+        folder_status = srv.client.get("/streams/hot-folder/api/status").json()
+        assert folder_status["latest"]["verdict"] == "good"
+        assert folder_status["model"]["threshold"] == 1.0e9
+        assert srv.client.get("/streams/nowhere/api/status").status_code == 404
+        assert "streams" in srv.client.get("/").text  # the overview page
+        assert 'id="live"' in srv.client.get("/streams/cam-a/").text  # a stream's page
+
+        text = srv.client.get("/metrics").text
+        bundle = {"bundle": "parts"}
+        assert metric(text, "edgead_frames_total", stream="cam-a", **bundle) > 0
+        assert metric(text, "edgead_source_up", stream="cam-lost", **bundle) == 0.0
+        assert metric(text, "edgead_frame_errors_total", stream="hot-folder", origin="source") == 1
+        batches = metric(text, "edgead_batch_frames_count", **bundle)
+        singles = metric(text, "edgead_batch_frames_bucket", le="1.0", **bundle)
+        assert singles < batches, "the two cameras' frames were never scored together"
+    finally:
+        code = srv.stop()
+    out = srv.output()
+    assert code == 0, out
+    assert re.search(r"stopped: \d+ frames scored", out), out
