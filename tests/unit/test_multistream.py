@@ -107,7 +107,7 @@ def test_frames_of_streams_sharing_a_bundle_are_scored_as_one_batch(tmp_path):
 
 
 def test_max_batch_caps_a_batch_and_the_rest_waits_its_turn(tmp_path):
-    service, runner, pipe = make(tmp_path, ["a", "b", "c"], max_batch=2, max_wait_ms=0)
+    service, runner, _ = make(tmp_path, ["a", "b", "c"], max_batch=2, max_wait_ms=0)
     for s in service.streams:
         s.queue.put(frame(1, 1, s.name))
     first = runner.collect()
