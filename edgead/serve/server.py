@@ -146,10 +146,7 @@ def build_service(
     config = load_config(config_path)
     base = config_path.resolve().parent
     bundles = resolve_bundles(config, base)
-    o = options or ServeOptions()
-    o = dataclasses.replace(
-        o, max_batch=config.batching.max_batch, max_wait_ms=config.batching.max_wait_ms
-    )
+    o = dataclasses.replace(options or ServeOptions(), max_wait_ms=config.batching.max_wait_ms)
     rt = config.runtime
     sources = {}
     for s in config.streams:
@@ -179,7 +176,10 @@ def build_service(
                 )
             except EdgeadError as exc:
                 raise EdgeadError(f"{config_path}: bundle {name}: {exc}") from exc
-            runners[name] = BundleRunner(name, pipeline, o.max_batch, o.max_wait_ms)
+            max_batch = config.batching.max_batch
+            if max_batch == "auto":
+                max_batch = 8 if pipeline.backend.on_gpu else 1
+            runners[name] = BundleRunner(name, pipeline, max_batch, o.max_wait_ms)
         streams = [
             Stream(
                 s.name,

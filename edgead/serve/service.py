@@ -169,6 +169,8 @@ class Stream:
         self._jpeg_seq = 0
         self._stats = LatencyStats(window=o.window)
         self._times: deque[float] = deque(maxlen=o.window)
+        # capture to result: queue wait, batch wait and inference (what a line waits for)
+        self._ages: deque[float] = deque(maxlen=o.window)
         self._events: deque[dict] = deque(maxlen=o.recent_events)
         self._errors: deque[dict] = deque(maxlen=20)
         self.frames = 0
@@ -246,7 +248,8 @@ class Stream:
         with self._lock:
             self.frames += 1
             self._latest = entry
-            self._stats.add({**entry["latency_ms"], "frame_age": entry["frame_age_ms"]})
+            self._stats.add(entry["latency_ms"])
+            self._ages.append(entry["frame_age_ms"])
             self._times.append(time.monotonic())
             if anomalous:
                 self.anomalies += 1
@@ -322,9 +325,8 @@ class Stream:
 
     def status(self, stopping: bool = False, started_at: float | None = None) -> dict:
         with self._lock:
-            summary = self._stats.summary()
-            latency = {s: round(v["p50"], 3) for s, v in summary.items() if s != "frame_age"}
-            age = summary.get("frame_age")
+            latency = {s: round(v["p50"], 3) for s, v in self._stats.summary().items()}
+            ages = np.asarray(self._ages, np.float64)
             status = {
                 "stream": self.name,
                 "latest": self._latest,
@@ -333,7 +335,12 @@ class Stream:
                 "anomalies": self.anomalies,
                 "latency_ms_p50": latency,
                 "frame_age_ms": (
-                    {"p50": round(age["p50"], 3), "p99": round(age["p99"], 3)} if age else None
+                    {
+                        "p50": round(float(np.percentile(ages, 50)), 3),
+                        "p99": round(float(np.percentile(ages, 99)), 3),
+                    }
+                    if ages.size
+                    else None
                 ),
                 "latency_window": len(self._stats),
                 "recent_errors": list(self._errors)[:5],
@@ -394,6 +401,11 @@ class Stream:
     def events(self) -> list[dict]:
         with self._lock:
             return list(self._events)
+
+    def frame_ages(self) -> list[float]:
+        """Capture-to-result times (ms) of the frames in the window, oldest first."""
+        with self._lock:
+            return list(self._ages)
 
     def latest_jpeg(self) -> tuple[int, bytes | None]:
         """(sequence number, JPEG) of the newest overlay; the number grows with each frame."""

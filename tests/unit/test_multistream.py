@@ -253,6 +253,13 @@ max_wait_ms = 20
     assert yaml_config.batching.max_batch == 4
 
 
+def test_batching_defaults_to_auto(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[[streams]]\nname = "a"\ncamera = 0\nbundle = "b"\n')
+    config = load_config(path)
+    assert config.batching.max_batch == "auto" and config.batching.max_wait_ms == 10.0
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
