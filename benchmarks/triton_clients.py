@@ -7,7 +7,7 @@ numpy<2 environment from tools/triton-env.sh), and queried over gRPC by C client
 sending one image per request for --seconds. The in-process runtime's batch-1 latency on the
 same images is printed beside it (what Triton's transport, queueing and Python stub add).
 
-    python benchmarks/triton.py BUNDLE IMAGES_DIR [--clients 1 4 16] [--seconds 20]
+    python benchmarks/triton_clients.py BUNDLE IMAGES_DIR [--clients 1 4 16] [--seconds 20]
 """
 
 from __future__ import annotations
