@@ -506,25 +506,25 @@ class BundleRunner:
 
     def collect(self, idle_timeout: float = 0.2) -> list[tuple[Stream, Frame]]:
         """The next batch: waits for a first frame (up to ``idle_timeout``), then at most
-        ``max_wait_ms`` for the batch to fill; [] when nothing came."""
+        ``max_wait_ms`` from that frame for the batch to fill; [] when nothing came."""
         batch: list[tuple[Stream, Frame]] = []
-        deadline: float | None = None
+        idle_until = time.monotonic() + idle_timeout
+        fill_until: float | None = None  # set when the batch's first frame is taken
         while not self._stop.is_set():
             with self._wake:
                 self._pending = False
             self._take(batch)
             now = time.monotonic()
             if batch:
-                if deadline is None:
-                    deadline = now + self.max_wait_s
-                if self._complete(batch) or now >= deadline:
+                if fill_until is None:
+                    fill_until = now + self.max_wait_s
+                if self._complete(batch) or now >= fill_until:
                     return batch
-                timeout = deadline - now
+                timeout = fill_until - now
             else:
-                if deadline is not None:  # waited once with nothing: let the caller look up
+                if now >= idle_until:  # nothing came: let the caller look at its stop flag
                     return batch
-                deadline = now + idle_timeout
-                timeout = idle_timeout
+                timeout = idle_until - now
             with self._wake:
                 if not self._pending:
                     self._wake.wait(timeout)

@@ -143,6 +143,20 @@ def test_a_frame_put_while_waiting_joins_the_batch(tmp_path):
     assert len(batch) == 2 and time.monotonic() - start < 1.5
 
 
+def test_a_first_frame_that_arrives_while_idle_waits_max_wait_not_the_idle_time(tmp_path):
+    service, runner, _ = make(tmp_path, ["a", "b"], max_batch=8, max_wait_ms=50)
+    put_at = []
+
+    def put():
+        put_at.append(time.monotonic())
+        service.by_name["a"].queue.put(frame(1, 5))
+
+    threading.Timer(0.05, put).start()
+    batch = runner.collect(idle_timeout=5.0)
+    waited = time.monotonic() - put_at[0]
+    assert len(batch) == 1 and waited < 1.0  # ~50 ms after the frame, not the 5 s idle time
+
+
 def test_a_broken_frame_costs_only_itself(tmp_path):
     service, runner, pipe = make(tmp_path, ["a", "b", "c"], max_batch=8, max_wait_ms=0)
     a, b, c = service.streams
