@@ -79,6 +79,13 @@ class ServeSettings:
     threads: int | None = None
 
 
+def checked_token(settings: ServeSettings) -> str | None:
+    """--token or $EDGEAD_TOKEN; refuses a non-loopback host without one (before any loading)."""
+    token = settings.token or os.environ.get(TOKEN_ENV) or None
+    check_exposure(settings.host, token)
+    return token
+
+
 def _run(service: Service, settings: ServeSettings, token: str | None, what: str) -> Service:
     app = create_app(service, token, settings.max_upload_bytes)
     config = uvicorn.Config(
@@ -113,8 +120,7 @@ def serve(
     options: ServeOptions | None = None,
 ) -> Service:
     """One bundle on one source; runs until SIGINT/SIGTERM; returns the stopped service."""
-    token = settings.token or os.environ.get(TOKEN_ENV) or None
-    check_exposure(settings.host, token)
+    token = checked_token(settings)
     pipeline = Pipeline(
         bundle,
         settings.backend,
@@ -205,8 +211,7 @@ def serve_config(
     options: ServeOptions | None = None,
 ) -> Service:
     """Many streams from a config file; runs until SIGINT/SIGTERM; returns the stopped service."""
-    token = settings.token or os.environ.get(TOKEN_ENV) or None
-    check_exposure(settings.host, token)
+    token = checked_token(settings)
     service = build_service(config_path, out_dir, settings.threads, options)
     what = (
         f"{len(service.streams)} streams on {len(service.runners)} bundles "
