@@ -304,3 +304,19 @@ def test_config_refuses_a_missing_bundle_folder(tmp_path):
     path.write_text("streams:\n  - {name: a, bundle: nowhere, camera: 0}")
     with pytest.raises(EdgeadError, match="nowhere is not a bundle folder"):
         resolve_bundles(load_config(path), tmp_path)
+
+
+def test_the_command_line_takes_a_config_or_a_bundle_not_both(tmp_path):
+    from click.testing import CliRunner
+
+    from edgead.cli import main
+
+    config = tmp_path / "streams.yaml"
+    config.write_text("streams:\n  - {name: a, bundle: b, camera: 0}\n")
+    runner = CliRunner()
+    both = runner.invoke(main, ["serve", "some_bundle", "--config", str(config)])
+    assert both.exit_code == 2 and "drop BUNDLE" in both.output
+    neither = runner.invoke(main, ["serve", "--camera", "0"])
+    assert neither.exit_code == 2 and "--config FILE" in neither.output
+    missing = runner.invoke(main, ["serve", "--config", str(config)])
+    assert missing.exit_code == 1 and "b is not a bundle folder" in missing.output
