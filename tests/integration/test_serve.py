@@ -7,6 +7,7 @@ stop tests; the reconnect and soak tests start their own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -286,14 +287,14 @@ def test_malformed_uploads_are_refused_and_serving_goes_on(server, clip_frames):
     assert any("junk.png" in e for e in errors)
 
 
-def test_browser_sees_the_live_view_and_a_score(server):
+@contextlib.contextmanager
+def headless_browser():
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) absent")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not chromium or not driver_path:
         pytest.skip("headless Chromium absent: install Debian's chromium and chromium-driver")
     from selenium.webdriver.chrome.service import Service as ChromeService
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -301,6 +302,15 @@ def test_browser_sees_the_live_view_and_a_score(server):
         options.add_argument(arg)
     browser = webdriver.Chrome(service=ChromeService(driver_path), options=options)
     try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def test_browser_sees_the_live_view_and_a_score(server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with headless_browser() as browser:
         browser.get(server.url + "/")
         wait = WebDriverWait(browser, 30)
         wait.until(lambda b: re.fullmatch(r"-?\d+\.\d{4}", b.find_element("id", "score").text))
@@ -313,8 +323,6 @@ def test_browser_sees_the_live_view_and_a_score(server):
         assert fps > 0
         assert browser.find_element("id", "latency").text.count("\n") >= 4  # header + stages
         assert "live" in browser.find_element("id", "source").text
-    finally:
-        browser.quit()
 
 
 def test_sigterm_stops_in_order_and_flushes_events(server):
@@ -587,3 +595,39 @@ batching: {{max_batch: 8, max_wait_ms: 2000}}
     out = srv.output()
     assert code == 0, out
     assert re.search(r"stopped: \d+ frames scored", out), out
+
+
+def test_browser_sees_every_stream_on_the_overview_and_opens_one(serve_bundle, clip, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config = tmp_path / "streams.toml"
+    config.write_text(
+        "".join(
+            f'[[streams]]\nname = "{n}"\nvideo = "{clip}"\nloop = true\nbundle = "{serve_bundle}"\n'
+            for n in ("left", "right")
+        )
+    )
+    with headless_browser() as browser:
+        srv = ServerProcess(["--config", str(config)], tmp_path / "out")
+        try:
+            srv.wait_ready()
+            browser.get(srv.url + "/")
+            wait = WebDriverWait(browser, 30)
+
+            def rows(b):
+                body = b.find_element("css selector", "#streams tbody").text
+                lines = [line for line in body.splitlines() if line.strip()]
+                return len(lines) == 2 and all(" live " in f" {line} " for line in lines) and lines
+
+            lines = wait.until(rows)
+            assert lines[0].startswith("left") and lines[1].startswith("right")
+            browser.find_element("link text", "right").click()
+            wait.until(lambda b: b.find_element("id", "stream").text == "right")
+            wait.until(lambda b: re.fullmatch(r"-?\d+\.\d{4}", b.find_element("id", "score").text))
+            wait.until(
+                lambda b: (
+                    b.execute_script("return document.getElementById('live').naturalWidth") > 0
+                )
+            )
+        finally:
+            assert srv.stop() == 0, srv.output()
