@@ -96,6 +96,21 @@ def bundle_path(args: dict, params: dict[str, str]) -> Path:
     return model_dir / str(args.get("model_version", "1")) / rel
 
 
+def threads_for(params: dict[str, str], config: dict, cores: int) -> int:
+    """Threads per instance: ``edgead_threads``, else the cores shared among the CPU
+    instances of this model (each instance is a process of its own: N instances each using
+    every core would fight over them)."""
+    given = int(params.get("edgead_threads") or 0)
+    if given > 0:
+        return given
+    cpu_instances = sum(
+        int(g.get("count", 1))
+        for g in config.get("instance_group", [])
+        if g.get("kind", "KIND_CPU") in ("KIND_CPU", "KIND_AUTO")
+    )
+    return max(1, cores // max(1, cpu_instances))
+
+
 def device_of(args: dict) -> str | None:
     if args.get("model_instance_kind") == "GPU":
         return f"cuda:{args.get('model_instance_device_id', 0)}"
@@ -129,9 +144,11 @@ class BundleModel(_Base):
 
     def initialize(self, args: dict) -> None:
         from edgead.runtime.pipeline import Pipeline
+        from edgead.threads import usable_cores
 
         params = parameters(args)
-        threads = int(params.get("edgead_threads") or 0) or None
+        config = json.loads(args["model_config"])
+        threads = threads_for(params, config, usable_cores())
         self.pipeline = Pipeline(
             bundle_path(args, params),
             params.get("edgead_backend", "onnxruntime"),
@@ -141,7 +158,7 @@ class BundleModel(_Base):
             None,
             threads,
         )
-        self.max_batch = max(1, json.loads(args["model_config"]).get("max_batch_size", 1))
+        self.max_batch = max(1, config.get("max_batch_size", 1))
 
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils

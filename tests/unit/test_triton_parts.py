@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from edgead.runtime.pipeline import Prediction
-from edgead.triton.backend_model import RequestError, bundle_path, images_of, outputs_of
+from edgead.triton.backend_model import (
+    RequestError,
+    bundle_path,
+    images_of,
+    outputs_of,
+    threads_for,
+)
 
 
 def test_pixels_come_back_as_one_image_per_batch_row():
@@ -67,3 +73,11 @@ def test_a_model_finds_its_bundle_in_its_version_folder_or_the_repository():
     assert bundle_path(args, {"edgead_bundle": "@repo/other/1/bundle"}) == Path(
         "/repo/other/1/bundle"
     )
+
+
+def test_cpu_instances_share_the_cores_unless_threads_are_given():
+    two = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}
+    assert threads_for({}, two, cores=8) == 4
+    assert threads_for({"edgead_threads": "0"}, two, cores=3) == 1
+    assert threads_for({"edgead_threads": "6"}, two, cores=8) == 6
+    assert threads_for({}, {"instance_group": [{"count": 1, "kind": "KIND_GPU"}]}, 8) == 8
