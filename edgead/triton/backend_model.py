@@ -131,11 +131,11 @@ class _Base:
                     )
                 )
             except (RequestError, EdgeadError) as exc:
-                responses.append(
-                    pb_utils.InferenceResponse(
-                        output_tensors=[], error=pb_utils.TritonError(str(exc))
-                    )
-                )
+                error = pb_utils.TritonError(str(exc))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
+            except Exception as exc:  # anything else: this request fails, the model serves on
+                error = pb_utils.TritonError(f"request {k}: {exc.__class__.__name__}: {exc}")
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
         return responses
 
 
@@ -181,8 +181,8 @@ class BundleModel(_Base):
         flat = [im for d in decoded if not isinstance(d, RequestError) for im in d]
         try:
             results = self.pipeline.predict(flat) if flat else []
-            failed: EdgeadError | None = None
-        except EdgeadError as exc:  # one request's image may be at fault: score them alone
+            failed: Exception | None = None
+        except Exception as exc:  # one request's image may be at fault: score them alone
             results, failed = [], exc
         start = 0  # where the next request's results begin in ``results``
 
