@@ -20,6 +20,7 @@ Bound to 127.0.0.1 only, on free ports; stopped by its PID.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -44,14 +45,15 @@ class TritonDist:
 
 def find_dist() -> TritonDist:
     """The wheel's server, or EdgeadError saying what is missing."""
-    try:
-        import pytriton
-    except ImportError as exc:
+    # located, not imported: installed with --no-deps, pytriton's own __init__ cannot import
+    # (its Python API needs packages the server binary does not)
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
         raise EdgeadError(
-            "no local Triton server: pip install nvidia-pytriton --no-deps (the wheel ships "
+            "no local Triton server: pip install --no-deps nvidia-pytriton (the wheel ships "
             "tritonserver; --no-deps keeps numpy 2, which its metadata would downgrade)"
-        ) from exc
-    root = Path(pytriton.__file__).parent
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
     dist = root / "tritonserver"
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     found = TritonDist(
