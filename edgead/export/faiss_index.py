@@ -14,9 +14,16 @@ INDEX_KINDS = ("flat", "hnsw", "ivfpq")
 
 
 def build_index(
-    bank: np.ndarray, kind: str = "flat", nprobe: int = 8, seed: int = 0, hnsw_m: int = 32
+    bank: np.ndarray,
+    kind: str = "flat",
+    nprobe: int = 8,
+    seed: int = 0,
+    hnsw_m: int = 32,
+    hnsw_ef_construction: int | None = None,
+    prebuilt: faiss.Index | None = None,
 ) -> tuple[faiss.Index, dict]:
-    """Index a (N, D) float32 memory bank; returns the index and what the manifest records."""
+    """Index a (N, D) float32 memory bank; returns the index and what the manifest records.
+    ``prebuilt``: an HNSW graph already built (and measured) on this bank, stored as it is."""
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     n, d = bank.shape
     if kind == "flat":
@@ -24,10 +31,12 @@ def build_index(
         index.add(bank)
         return index, {"type": "IndexFlatL2", "exact": True, "ntotal": n, "dim": d}
     if kind == "hnsw":
-        from edgead.export.search_choice import build_hnsw
+        from edgead.export.search_choice import EF_CONSTRUCTION, build_hnsw
 
-        index = build_hnsw(bank, hnsw_m)
-        return index, {"type": "IndexHNSWFlat", "exact": False, "ntotal": n, "dim": d, "M": hnsw_m}
+        efc = hnsw_ef_construction or EF_CONSTRUCTION
+        index = prebuilt if prebuilt is not None else build_hnsw(bank, hnsw_m, efc)
+        meta = {"type": "IndexHNSWFlat", "exact": False, "ntotal": n, "dim": d, "M": hnsw_m}
+        return index, {**meta, "ef_construction": efc}
     if kind == "ivfpq":
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
         m = next(m for m in (16, 12, 8, 6, 4, 3, 2, 1) if d % m == 0)

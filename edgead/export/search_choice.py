@@ -27,12 +27,20 @@ from edgead.runtime.search import FaissSearch, GemmSearch
 log = logging.getLogger(__name__)
 
 MIN_RECALL = 0.999
-HNSW_M = (16, 32)  # graph degrees tried (the index stores the one chosen)
-# a better-built graph reaches recall 0.999 at a smaller efSearch: on juice's 21,560 x 152 bank,
+# (M, efConstruction) of the graphs tried (the bundle stores the one chosen, as measured). A
+# better-built graph reaches recall 0.999 at a smaller efSearch: on juice's 21,560 x 152 bank,
 # efConstruction 40 needed efSearch 64 (10.4 ms per image at M 32), 200 needs 16 (3.9 ms,
 # recall 1.000), for 1.2 s of building
+HNSW_GRAPHS = ((16, 200), (32, 200))
+# tried only when those need efSearch > 16: a bank with many near-identical patches (bottle's
+# black background) strands greedy search in M 16/32 graphs (efSearch 64 for recall 0.999,
+# 9.0 ms per image, its misses off by up to 54 distance units), where M 48 at
+# efConstruction 300 reaches it at efSearch 10 (3.2 ms, misses off by at most 1.1); on tire and
+# juice it was no faster than M 16, so its 1.6-1.8 s of building is spent only where it helps
+FALLBACK_GRAPHS = ((48, 300),)
 EF_CONSTRUCTION = 200
 EF_SEARCH = (8, 10, 12, 16, 24, 32, 64, 128)
+QUICK_EF = 16
 
 
 @dataclass
@@ -49,11 +57,11 @@ class Candidate:
         return f"{self.name}" + (f" ({extra})" if extra else "")
 
 
-def build_hnsw(bank: np.ndarray, m: int = 32):
+def build_hnsw(bank: np.ndarray, m: int = 32, ef_construction: int = EF_CONSTRUCTION):
     import faiss
 
     index = faiss.IndexHNSWFlat(bank.shape[1], m)
-    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.hnsw.efConstruction = ef_construction
     index.add(np.ascontiguousarray(bank, dtype=np.float32))
     return index
 
@@ -88,10 +96,12 @@ def _rechecked(search, images, dists, ids) -> tuple[float, list[np.ndarray]]:
 
 def measure(
     bank: np.ndarray, images: list[np.ndarray], score_range: float, score_tolerance: float
-) -> tuple[Candidate, list[Candidate]]:
+) -> tuple[Candidate, list[Candidate], object | None]:
     """Time every candidate on ``images`` (one (P, D) query array per held-out image) and pick.
 
-    Returns the choice and every candidate measured (for the manifest and the fit report).
+    Returns the choice, every candidate measured (for the manifest and the fit report), and
+    the chosen HNSW graph itself (None for an exact choice): the bundle stores the graph that
+    was measured, not a rebuild (building is multi-threaded, so two builds can differ).
     """
     import faiss
 
@@ -121,16 +131,29 @@ def measure(
 
     found = [Candidate("flat", {}, ms, 1.0, 0.0, True)]
     found.append(candidate("gemm", {}, GemmSearch(bank)))
-    for m in HNSW_M:
-        hnsw = build_hnsw(bank, m)
+    graphs: dict[tuple[int, int], object] = {}
+
+    def try_graph(m: int, ef_construction: int) -> None:
+        hnsw = graphs[m, ef_construction] = build_hnsw(bank, m, ef_construction)
         for ef in EF_SEARCH:
             hnsw.hnsw.efSearch = ef
-            c = candidate("hnsw", {"M": m, "ef_search": ef}, FaissSearch(hnsw))
+            settings = {"M": m, "ef_construction": ef_construction, "ef_search": ef}
+            c = candidate("hnsw", settings, FaissSearch(hnsw))
             found.append(c)
             if c.ok:  # a larger efSearch is only slower
                 break
+
+    for m, efc in HNSW_GRAPHS:
+        try_graph(m, efc)
+    if not any(c.ok and c.name == "hnsw" and c.settings["ef_search"] <= QUICK_EF for c in found):
+        for m, efc in FALLBACK_GRAPHS:
+            try_graph(m, efc)
     best = min((c for c in found if c.ok), key=lambda c: c.ms_per_image)
-    return best, found
+    graph = None
+    if best.name == "hnsw":
+        graph = graphs[best.settings["M"], best.settings["ef_construction"]]
+        graph.hnsw.efSearch = best.settings["ef_search"]
+    return best, found, graph
 
 
 def record(best: Candidate, found: list[Candidate], images: int, source: str) -> dict:

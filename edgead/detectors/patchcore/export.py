@@ -57,25 +57,26 @@ def holdout_queries(saved: SavedModel, limit: int = 16) -> list[np.ndarray]:
     return queries
 
 
-def choose_index(saved: SavedModel, index: str) -> tuple[str, dict, dict | None]:
-    """(index kind, scorer params of the search, the measurement record) for ``--index``."""
+def choose_index(saved: SavedModel, index: str) -> tuple[str, dict, dict | None, object | None]:
+    """(index kind, scorer params of the search, the measurement record, the measured HNSW
+    graph or None) for ``--index``."""
     if index != "auto":
         host = "gemm" if index == "gemm" else "faiss"
-        return ("flat" if index == "gemm" else index), {"host_search": host}, None
+        return ("flat" if index == "gemm" else index), {"host_search": host}, None, None
     queries = holdout_queries(saved)
     if not queries:
         log.warning(
             "no held-out good images to measure the search candidates on (a model saved "
             "before they were kept?): exact flat search; --index picks another"
         )
-        return "flat", {"host_search": "faiss"}, None
+        return "flat", {"host_search": "faiss"}, None, None
     norm = saved.evaluation.normalization if saved.evaluation else None
     span = (
         norm.image_max - norm.image_min
         if norm and norm.image_max is not None and norm.image_min is not None
         else 0.0
     )
-    best, found = search_choice.measure(
+    best, found, graph = search_choice.measure(
         saved.model.memory_bank.numpy(), queries, span, ParityTolerance().score_rel
     )
     rec = search_choice.record(best, found, len(queries), saved.fit_report.get("holdout", ""))
@@ -88,9 +89,11 @@ def choose_index(saved: SavedModel, index: str) -> tuple[str, dict, dict | None]
         "; ".join(f"{c.label()} {c.ms_per_image:.1f} ms" for c in found if c is not best),
     )
     params = {"host_search": "gemm" if best.name == "gemm" else "faiss"}
-    params.update({k: v for k, v in best.settings.items() if k in ("ef_search", "M")})
+    params.update(
+        {k: v for k, v in best.settings.items() if k in ("ef_search", "M", "ef_construction")}
+    )
     kind = {"gemm": "flat"}.get(best.name, best.name)
-    return kind, params, rec
+    return kind, params, rec, graph
 
 
 def export(
@@ -109,14 +112,20 @@ def export(
     if search != "faiss":
         raise EdgeadError(f"unknown search {search!r}: faiss or graph")
     cfg = model.config
-    kind, search_params, measured = choose_index(saved, index)
+    kind, search_params, measured, graph = choose_index(saved, index)
     exact = kind != "ivfpq"
     if measured is not None:
         saved.fit_report["search"] = measured
 
     def write_artifacts(writer: BundleWriter) -> ScorerSpec:
         faiss_index, meta = build_index(
-            model.memory_bank.numpy(), kind, nprobe, cfg.seed, search_params.pop("M", 32)
+            model.memory_bank.numpy(),
+            kind,
+            nprobe,
+            cfg.seed,
+            search_params.pop("M", 32),
+            search_params.pop("ef_construction", None),
+            graph,
         )
         write_index(faiss_index, writer.path("memory_bank.faiss"))
         writer.add("memory_bank.faiss", role="index", fmt="faiss", precision="fp32", **meta)
