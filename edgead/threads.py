@@ -65,3 +65,17 @@ def configure(threads: int | None = None) -> int:
 def configured() -> int:
     """The count ``configure`` set, else the usable cores (backends size their pools by it)."""
     return _configured or usable_cores()
+
+
+_BLAS = None
+
+
+def blas():
+    """threadpoolctl's view of the loaded BLAS libraries, found once (finding them costs ~1 ms);
+    ``blas().limit(limits=1, user_api="blas")`` runs a block of products on one BLAS thread."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS

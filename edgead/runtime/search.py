@@ -28,6 +28,7 @@ asked for: the runtime stays importable without it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -311,6 +312,20 @@ class SubsetKnn:
         return nearest_sq(queries, bank)
 
 
+_BLOCK_POOL: ThreadPoolExecutor | None = None
+
+
+def _block_pool() -> ThreadPoolExecutor:
+    """Threads for ``nearest_sq``'s blocks, as many as the runtime's thread setting (its own
+    pool: the host pool's tasks may themselves be waiting on this one)."""
+    global _BLOCK_POOL
+    if _BLOCK_POOL is None:
+        from edgead.threads import configured
+
+        _BLOCK_POOL = ThreadPoolExecutor(configured(), thread_name_prefix="edgead-search")
+    return _BLOCK_POOL
+
+
 def nearest_sq(queries: np.ndarray, bank: np.ndarray, budget_bytes: int = 4 << 20) -> np.ndarray:
     """Exact squared distance of each query to its nearest bank row, on the CPU.
 
@@ -320,10 +335,18 @@ def nearest_sq(queries: np.ndarray, bank: np.ndarray, budget_bytes: int = 4 << 2
     appended, so the block of ranks is written once and read once (by argmin); blocks of 4 MB
     stay in cache. On SPADE's 3,136 x 15,680 x 24 stride-4 search that took 25.6 ms, against
     37.0 ms for product, scale and add as three passes over 4 MB blocks and 60.9 ms over 16 MB
-    blocks (this machine, quiet). Why not ``faiss.knn``: the same products through faiss-cpu's
-    own OpenBLAS took 2-3x as long here (226 ms against 125 ms for the three-pass form, both
-    beside a busy test run), and it materialises nothing this does not.
+    blocks (this machine, quiet).
+
+    The blocks run on a pool of threads, each product on ONE BLAS thread: with BLAS spreading
+    every product over both cores, one busy process beside it made the same search take 224 ms
+    (each product waits for its descheduled thread); blocks spread over threads took 23 ms
+    quiet and 34 ms beside it (ad hoc timing of that shape). Why not ``faiss.knn``: the same
+    products through faiss-cpu's own OpenBLAS took 2-3x as long here (226 ms against 125 ms for
+    the three-pass form, both beside a busy test run), and it materialises nothing this does
+    not.
     """
+    from edgead.threads import blas
+
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     bank = np.ascontiguousarray(bank, dtype=np.float32)
     n, d = bank.shape
@@ -335,7 +358,15 @@ def nearest_sq(queries: np.ndarray, bank: np.ndarray, budget_bytes: int = 4 << 2
     queries_aug[:, d] = 1.0
     rows = max(1, budget_bytes // (4 * max(1, n)))
     best = np.empty(len(queries), np.int64)
-    for s in range(0, len(queries), rows):
+
+    def block(s: int) -> None:
         best[s : s + rows] = (queries_aug[s : s + rows] @ bank_aug).argmin(1)
+
+    starts = range(0, len(queries), rows)
+    with blas().limit(limits=1, user_api="blas"):
+        if len(starts) > 1:
+            list(_block_pool().map(block, starts))
+        elif starts:
+            block(0)
     diff = queries - bank[best]
     return np.einsum("ij,ij->i", diff, diff).astype(np.float32, copy=False)

@@ -4,22 +4,12 @@ PUAD adds the Mahalanobis distance of the pooled feature, in float64."""
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from edgead.bundle import roles
 from edgead.bundle.io import Bundle
 from edgead.errors import BundleError
 from edgead.runtime.scorers.base import Scorer, ScorerOutput, register_scorer
-
-_CONTROLLER: ThreadpoolController | None = None
-
-
-def _blas() -> ThreadpoolController:
-    """threadpoolctl's view of the loaded BLAS, found once (finding it costs ~1 ms)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
+from edgead.threads import blas
 
 
 @register_scorer("efficientad")
@@ -54,7 +44,7 @@ class EfficientAdScorer(Scorer):
         # one small product: on one BLAS thread. Left to OpenBLAS's default, its idle threads
         # spin after the call and slowed the next graph run by ~40 ms on a 2-core CPU
         # (onnxruntime backbone p50 117 ms instead of 75 ms, `edgead bench`, PUAD-S 128 px).
-        with _blas().limit(limits=1, user_api="blas"):
+        with blas().limit(limits=1, user_api="blas"):
             return np.linalg.norm(delta @ self.whitening.T, axis=1)
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
