@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
-from edgead.bundle.manifest import Artifact, PostprocessSpec
+from edgead.bundle.manifest import Artifact, Normalization, PostprocessSpec
 from edgead.bundle.roles import FALLBACK_ROLES, GRAPH_ROLES
 from edgead.data.images import read_with_channels
 from edgead.errors import BundleError, ImageDecodeError
@@ -65,6 +65,28 @@ def finish(spec: PostprocessSpec, scored: ScorerOutput) -> tuple[np.ndarray, lis
     if spec.image_score == "map_max":
         return np.array([m.max() for m in maps], np.float32), maps
     return scored.image_scores, maps
+
+
+def judged(
+    scores: np.ndarray,
+    maps: list[np.ndarray],
+    norm: Normalization,
+    sources: list[str] | None = None,
+) -> list[Prediction]:
+    """Image scores and maps -> Predictions, normalized and judged against ``norm``."""
+    out = []
+    for i, amap in enumerate(maps):
+        score = float(scores[i])
+        out.append(
+            Prediction(
+                score,
+                normalize_score(score, norm),
+                verdict(score, norm),
+                amap,
+                source=sources[i] if sources else "",
+            )
+        )
+    return out
 
 
 class Pipeline:
@@ -148,18 +170,7 @@ class Pipeline:
             scored = self.scorer.run(outputs)
         with timer("postprocess"):
             scores, maps = self.finish(scored)
-            results = []
-            for i, amap in enumerate(maps):
-                score = float(scores[i])
-                results.append(
-                    Prediction(
-                        score,
-                        normalize_score(score, self.normalization),
-                        verdict(score, self.normalization),
-                        amap,
-                        source=sources[i] if sources else "",
-                    )
-                )
+            results = judged(scores, maps, self.normalization, sources)
         share = {k: v / len(images) for k, v in timer.ms.items()}
         for r in results:
             r.timings_ms = dict(share)

@@ -157,7 +157,7 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        states = {s.name: s.capture.snapshot()["state"] for s in service.streams}
+        states = {s.name: s.capture.state for s in service.streams}
         body = {"ok": not service.stopping, "streams": states}
         if len(service.streams) == 1:
             body["source"] = states[service.first.name]

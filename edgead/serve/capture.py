@@ -142,6 +142,12 @@ class CaptureThread(threading.Thread):
         with self._lock:
             return self.status.as_dict()
 
+    @property
+    def state(self) -> str:
+        """The state alone (the batching runner asks it of every stream, per batch)."""
+        with self._lock:
+            return self.status.state
+
     def _set(self, state: str, error: str | None = None, retry: float | None = None) -> None:
         with self._lock:
             if state != self.status.state:

@@ -25,7 +25,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (Jetson images): the same parser, from PyPI
+    import tomli as tomllib
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgead.errors import EdgeadError
@@ -113,26 +117,25 @@ class ServeConfig(_Strict):
 
 
 def _read(path: Path) -> dict:
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise EdgeadError(f"{path}: a config is .yaml, .yml or .toml (got {suffix or 'none'})")
     try:
         text = path.read_text("utf-8")
-    except OSError as exc:
-        raise EdgeadError(f"{path}: cannot read the config ({exc.strerror or exc})") from exc
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeadError(f"{path}: cannot read the config ({exc})") from exc
+    if suffix == ".toml":
+        try:
             data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
+        except tomllib.TOMLDecodeError as exc:
+            raise EdgeadError(f"{path}: not valid TOML ({exc})") from exc
+    else:
+        import yaml
 
+        try:
             data = yaml.safe_load(text)
-        else:
-            raise EdgeadError(f"{path}: a config is .yaml, .yml or .toml (got {suffix or 'none'})")
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise EdgeadError(f"{path}: not valid TOML ({exc})") from exc
-    except Exception as exc:
-        if exc.__class__.__module__.startswith("yaml"):
+        except yaml.YAMLError as exc:
             raise EdgeadError(f"{path}: not valid YAML ({exc})") from exc
-        raise
     if not isinstance(data, dict):
         raise EdgeadError(f"{path}: expected a mapping with a 'streams' list at the top")
     return data

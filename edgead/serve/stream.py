@@ -88,7 +88,7 @@ class Stream:
 
     @property
     def live(self) -> bool:
-        return self.capture.snapshot()["state"] == "live"
+        return self.capture.state == "live"
 
     # -- lifecycle (called by the service) ------------------------------------------------------
     def start_writer(self) -> None:

@@ -18,9 +18,9 @@ a model is initialized, so this module imports anywhere (its pure parts have uni
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def images_of(
     return images
 
 
-def outputs_of(results: list, norm: Any) -> dict[str, np.ndarray]:
+def outputs_of(results: list) -> dict[str, np.ndarray]:
     """The response tensors for a request's results (Predictions, in order)."""
     nan = float("nan")
     return {
@@ -158,7 +158,6 @@ class BundleModel(_Base):
             None,
             threads,
         )
-        self.max_batch = max(1, config.get("max_batch_size", 1))
 
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils
@@ -178,23 +177,19 @@ class BundleModel(_Base):
                 )
             except RequestError as exc:
                 decoded.append(exc)
-        flat = [im for d in decoded if not isinstance(d, RequestError) for im in d]
-        try:
-            results = self.pipeline.predict(flat) if flat else []
-            failed: Exception | None = None
-        except Exception as exc:  # one request's image may be at fault: score them alone
-            results, failed = [], exc
-        start = 0  # where the next request's results begin in ``results``
+        good = [d for d in decoded if not isinstance(d, RequestError)]
+        try:  # the usable requests' images as one batch, split back per request
+            flat = self.pipeline.predict([im for d in good for im in d]) if good else []
+            bounds = itertools.accumulate((len(d) for d in good), initial=0)
+            scored = iter([flat[a:b] for a, b in itertools.pairwise(bounds)])
+        except Exception:  # one request's image may be at fault: each is scored alone below
+            scored = None
 
         def handle(request, k):
-            nonlocal start
             d = decoded[k]
             if isinstance(d, RequestError):
                 raise d
-            end = start + len(d)
-            mine = results[start:end] if failed is None else self.pipeline.predict(d)
-            start = end
-            return outputs_of(mine, self.pipeline.normalization)
+            return outputs_of(next(scored) if scored is not None else self.pipeline.predict(d))
 
         return self._respond(requests, handle)
 
@@ -250,8 +245,7 @@ class ScorerModel(_Base):
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils
 
-        from edgead.runtime.pipeline import Prediction, finish
-        from edgead.runtime.postprocess import normalize_score, verdict
+        from edgead.runtime.pipeline import finish, judged
 
         def handle(request, k):
             outputs = {}
@@ -261,12 +255,6 @@ class ScorerModel(_Base):
                     raise RequestError(f"request {k}: graph output {name} missing")
                 outputs[name] = tensor.as_numpy().astype(np.float32, copy=False)
             scores, maps = finish(self.bundle.manifest.postprocess, self.scorer.run(outputs))
-            results = [
-                Prediction(
-                    float(s), normalize_score(float(s), self.norm), verdict(float(s), self.norm), m
-                )
-                for s, m in zip(scores, maps, strict=True)
-            ]
-            return outputs_of(results, self.norm)
+            return outputs_of(judged(scores, maps, self.norm))
 
         return self._respond(requests, handle)

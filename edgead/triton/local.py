@@ -223,7 +223,9 @@ class LocalTriton:
                     self.proc.wait()
             code = self.proc.returncode
             self._log.close()
-        shutil.rmtree(self.work / "backends", ignore_errors=True)
+        # the work folder goes, unless it holds the log (read after a failure)
+        keep_log = self.log_path.parent == self.work
+        shutil.rmtree(self.work / "backends" if keep_log else self.work, ignore_errors=True)
         return code
 
     def __enter__(self) -> LocalTriton:

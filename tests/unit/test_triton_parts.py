@@ -58,7 +58,7 @@ def test_encoded_files_decode_to_rgb():
 def test_outputs_without_a_threshold_say_so_with_nan():
     amap = np.ones((4, 4), np.float32)
     results = [Prediction(2.0, None, None, amap), Prediction(3.0, 0.7, "anomalous", amap)]
-    out = outputs_of(results, None)
+    out = outputs_of(results)
     assert out["SCORE"].shape == (2, 1) and out["SCORE"].dtype == np.float32
     assert np.isnan(out["NORMALIZED_SCORE"][0, 0]) and out["NORMALIZED_SCORE"][
         1, 0
