@@ -12,11 +12,17 @@ import numpy as np
 from edgead.components.backbones import inference_ready
 from edgead.components.evaluate import apply_calibration, calibrate, evaluate
 from edgead.components.saved import SavedModel
-from edgead.data.datasets import MVTecCategory, folder_samples, open_dataset, split_paths
+from edgead.data.datasets import MVTecCategory, folder_samples, open_dataset
+from edgead.data.holdout import DEFAULT_HOLDOUT_BY, split_holdout_paths
 from edgead.data.images import read_image
 from edgead.detectors.registry import get_detector
 from edgead.errors import DatasetError, ImageDecodeError
-from edgead.metrics.calibration import DEFAULT_TARGET_FRR, check_target
+from edgead.metrics.calibration import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_TARGET_FRR,
+    check_confidence,
+    check_target,
+)
 from edgead.runtime.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -75,23 +81,29 @@ def fit_detector(
     quiet: bool = False,
     target_frr: float = DEFAULT_TARGET_FRR,
     holdout: float = 0.1,
+    holdout_by: str = DEFAULT_HOLDOUT_BY,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> SavedModel:
     """Fit on train/good (or a plain folder of good images) less the held-out good images,
-    set the thresholds on those at ``target_frr``, and evaluate on test/ if present."""
+    set the thresholds on those at ``target_frr`` (bounded at ``confidence``), and evaluate on
+    test/ if present. ``holdout_by`` chooses the held-out images (``edgead.data.holdout``)."""
     entry = get_detector(name)
     data = Path(data)
     check_data(data)
     check_target(target_frr)
+    check_confidence(confidence)
     dataset: MVTecCategory | None = None
     seed = getattr(config, "seed", 0)
     if MVTecCategory.is_mvtec(data):
         dataset = open_dataset(data)
-        train, held, source = dataset.split_holdout(holdout, seed)
+        train, held, source = dataset.split_holdout(holdout, seed, holdout_by)
     else:
         paths = [s.path for s in folder_samples(data)]
         if not paths:
             raise DatasetError(f"{data}: no images found (and not an MVTec-layout folder)")
-        train, held, source = split_paths(paths, holdout, seed, data.name)
+        train, held, source = split_holdout_paths(
+            paths, holdout, holdout_by, seed, data, f"{data.name}/"
+        )
     extra = {}
     if entry.uses_validation:  # EfficientAD: map normalization on the held-out images
         extra["validation"] = held or None
@@ -105,7 +117,7 @@ def fit_detector(
         return entry.infer(fast, batch)
 
     report["image_channels"] = image_channels(train)
-    calibration = calibrate(infer, held, spec, target_frr, source, quiet)
+    calibration = calibrate(infer, held, spec, target_frr, source, quiet, confidence=confidence)
     evaluation = None
     if dataset is not None and dataset.test_samples():
         # batches of 8: the backbone runs ~1.7x faster per image than one by one on a CPU

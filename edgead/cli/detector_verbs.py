@@ -37,12 +37,15 @@ class DetectorVerb(EdgeadGroup):
 def check_before_fitting(data: str | None, out: str, overwrite: bool, kw: dict) -> None:
     """What can be checked before minutes of fitting: the output, the data's layout, rates."""
     from edgead.bundle.io import remove_stale_staging
-    from edgead.metrics.calibration import check_target
+    from edgead.data.holdout import parse_holdout_by
+    from edgead.metrics.calibration import check_confidence, check_target
 
     if Path(out).exists() and not overwrite:
         raise EdgeadError(f"{out}: already exists; pass --overwrite to replace it")
     remove_stale_staging(Path(out))
     check_target(kw["target_frr"])
+    check_confidence(kw["confidence"])
+    parse_holdout_by(kw["holdout_by"])
     if not 0 <= kw["holdout"] < 1:
         raise EdgeadError(f"--holdout {kw['holdout']}: expected a fraction in [0, 1), e.g. 0.1")
     if data is not None:
@@ -85,6 +88,8 @@ def _fit(ctx: click.Context, detector: Detector, data: str, out: str, kw: dict) 
         ctx.obj["quiet"],
         kw["target_frr"],
         kw["holdout"],
+        kw["holdout_by"],
+        kw["confidence"],
     )
     click.echo(metrics_table(saved))
     return saved, checkpoint

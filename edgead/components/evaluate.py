@@ -17,7 +17,11 @@ from edgead.components.common import batched_inputs
 from edgead.data.datasets import MVTecCategory, Sample
 from edgead.data.images import read_mask
 from edgead.metrics import summarize
-from edgead.metrics.calibration import calibration_record, normalization_from
+from edgead.metrics.calibration import (
+    DEFAULT_CONFIDENCE,
+    calibration_record,
+    normalization_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +140,7 @@ def calibrate(
     source: str,
     quiet: bool = False,
     batch_size: int = 8,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict | None:
     """Thresholds at ``target_frr`` from the held-out good images' scores and map maxima."""
     if not held:
@@ -150,6 +155,7 @@ def calibrate(
         target_frr,
         source,
         skipped,
+        confidence,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgead.data.holdout import DEFAULT_HOLDOUT_BY, split_holdout_paths
 from edgead.data.images import IMAGE_SUFFIXES, list_images
 from edgead.errors import DatasetError
 
@@ -62,18 +63,19 @@ class MVTecCategory:
         return list_images(folder) if folder.is_dir() else []
 
     def split_holdout(
-        self, fraction: float = 0.1, seed: int = 0
+        self, fraction: float = 0.1, seed: int = 0, by: str = DEFAULT_HOLDOUT_BY
     ) -> tuple[list[Path], list[Path], str]:
         """(images to fit on, held-out good images, where the held-out ones came from).
 
         validation/good when the category has it (the detector never sees it in training);
-        else a seeded ``fraction`` of train/good, left out of the fit.
+        else ``fraction`` of train/good chosen ``by`` (``edgead.data.holdout``), left out of
+        the fit.
         """
         train = self.train_paths()
         validation = self.validation_paths()
         if validation:
             return train, validation, f"{len(validation)} images of validation/good"
-        return split_paths(train, fraction, seed, "train/good")
+        return split_holdout_paths(train, fraction, by, seed, self.root / "train" / "good")
 
     def test_samples(self) -> list[Sample]:
         test_root = self.root / "test"
@@ -93,23 +95,6 @@ class MVTecCategory:
                         )
                 samples.append(Sample(path, label, defect, mask))
         return samples
-
-
-def split_paths(
-    paths: list[Path], fraction: float, seed: int, where: str
-) -> tuple[list[Path], list[Path], str]:
-    """A seeded ``fraction`` of ``paths`` held out (at least one, and one left to fit on)."""
-    import numpy as np
-
-    if not 0 <= fraction < 1:
-        raise DatasetError(f"--holdout {fraction}: expected a fraction in [0, 1), e.g. 0.1")
-    n_out = min(len(paths) - 1, max(1, round(fraction * len(paths)))) if fraction > 0 else 0
-    if n_out <= 0:
-        return list(paths), [], "none"
-    picked = set(np.random.default_rng(seed).permutation(len(paths))[:n_out].tolist())
-    fit = [p for i, p in enumerate(paths) if i not in picked]
-    held = [p for i, p in enumerate(paths) if i in picked]
-    return fit, held, f"{n_out} images of {where} held out of the fit ({fraction:.0%}, seed {seed})"
 
 
 def open_dataset(root: str | Path) -> MVTecCategory:

@@ -52,6 +52,22 @@ FIT_OPTIONS = [
         help="Fraction of train/good held out of the fit to set the threshold on "
         "(used where the data has no validation/good).",
     ),
+    click.option(
+        "--holdout-by",
+        default="auto",
+        show_default=True,
+        help="Which images are held out: auto (the newest whole runs where subfolders or "
+        "file-name prefixes show runs, else the newest by name), newest (by name), mtime, "
+        "random, or group:REGEX (runs named by a regex on the file path, held out whole).",
+    ),
+    click.option(
+        "--confidence",
+        default=0.95,
+        show_default=True,
+        type=float,
+        help="The threshold keeps the false-reject rate at or below --target-frr with this "
+        "confidence (an upper bound, not the point estimate; 0.5 for the point estimate).",
+    ),
 ]
 
 EXPORT_OPTIONS = [

@@ -1,15 +1,23 @@
 """``edgead calibrate``: new thresholds for a bundle from the line's own good images, without
-refitting (torch-free). The bundle is rewritten as a new revision: its files copied (hard links
-where the file system allows) into a staging folder, the manifest's normalization replaced,
-checksums verified, and the folder renamed into place in one step."""
+refitting (torch-free). The images may come as several folders, one per run (a day, a shift, a
+batch of material): the threshold is set on all of them, and each run is also judged by a
+threshold set *without* it, which says what the next, unseen run will likely see. The bundle
+is rewritten as a new revision: its files copied (hard links where the file system allows)
+into a staging folder, the manifest's normalization replaced, checksums verified, and the
+folder renamed into place in one step."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from edgead.bundle import roles
 from edgead.bundle.io import atomic_directory, open_bundle
@@ -17,26 +25,87 @@ from edgead.bundle.manifest import MANIFEST_NAME
 from edgead.bundle.references import read_reference_labels
 from edgead.data.datasets import folder_samples
 from edgead.errors import EdgeadError
-from edgead.metrics.calibration import calibration_record, normalization_from
+from edgead.metrics.calibration import (
+    DEFAULT_CONFIDENCE,
+    calibration_record,
+    normalization_from,
+    threshold_at_frr,
+)
 from edgead.runtime.pipeline import Failure, Pipeline
 
+log = logging.getLogger(__name__)
 
-def score_good_images(pipeline: Pipeline, folder: Path) -> tuple[list, list, list, list]:
-    """Image scores, map maxima and minima of the images in ``folder``; unreadable ones listed."""
+
+@dataclass
+class GoodScores:
+    """Image scores, map maxima and minima of a folder of good images; unreadable ones listed."""
+
+    folder: Path
+    scores: list[float] = field(default_factory=list)
+    map_max: list[float] = field(default_factory=list)
+    map_min: list[float] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def score_good_images(pipeline: Pipeline, folder: Path) -> GoodScores:
+    """Score every image of ``folder``; unreadable ones are listed, not fatal."""
     paths = [s.path for s in folder_samples(folder)]
     if not paths:
         raise EdgeadError(f"{folder}: no images found to calibrate on")
-    scores, map_max, map_min, skipped = [], [], [], []
+    out = GoodScores(Path(folder))
     for r in pipeline.predict_files(paths):
         if isinstance(r, Failure):
-            skipped.append(f"{r.source}: {r.error}")
+            out.skipped.append(f"{r.source}: {r.error}")
             continue
-        scores.append(r.image_score)
-        map_max.append(float(r.anomaly_map.max()))
-        map_min.append(float(r.anomaly_map.min()))
-    if len(scores) < 2:
-        raise EdgeadError(f"{folder}: {len(scores)} readable image(s); calibration needs 2 or more")
-    return scores, map_max, map_min, skipped
+        out.scores.append(r.image_score)
+        out.map_max.append(float(r.anomaly_map.max()))
+        out.map_min.append(float(r.anomaly_map.min()))
+    return out
+
+
+def run_report(
+    runs: Sequence[GoodScores], threshold: float, target_frr: float, confidence: float
+) -> list[dict]:
+    """Per folder: images, how many the new threshold flags, and, with two or more folders,
+    how many a threshold set on the *other* folders flags (a run calibration did not see)."""
+    rows = []
+    for i, run in enumerate(runs):
+        s = np.asarray(run.scores)
+        row = {
+            "folder": str(run.folder),
+            "images": int(s.size),
+            "median_score": float(np.median(s)) if s.size else None,
+            "flagged": int((s >= threshold).sum()),
+        }
+        others = [x for j, r in enumerate(runs) if j != i for x in r.scores]
+        if len(runs) > 1 and len(others) >= 2 and s.size:
+            unseen = threshold_at_frr(others, target_frr, confidence, warn=False).value
+            row["threshold_without_it"] = unseen
+            row["flagged_without_it"] = int((s >= unseen).sum())
+        rows.append(row)
+    return rows
+
+
+def warn_on_unseen_runs(rows: list[dict], target_frr: float, alpha: float = 0.01) -> None:
+    """A warning for each run that a threshold set without it flags clearly above the target
+    (one-sided binomial test): runs differ more than the held-out images show."""
+    from scipy.stats import binomtest
+
+    for row in rows:
+        k = row.get("flagged_without_it")
+        if k is None or not row["images"]:
+            continue
+        if binomtest(k, row["images"], target_frr, alternative="greater").pvalue < alpha:
+            log.warning(
+                "%s: a threshold set on the other folders flags %d of its %d good images "
+                "(%.1f%%, target %.1f%%): runs differ more than one calibration promises; "
+                "calibrate on more runs, and watch the drift alarm on the line",
+                row["folder"],
+                k,
+                row["images"],
+                100 * k / row["images"],
+                100 * target_frr,
+            )
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -55,7 +124,7 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def calibrate_bundle(
     bundle_path: str | Path,
-    good: str | Path,
+    good: str | Path | Sequence[str | Path],
     target_frr: float,
     out: str | Path | None = None,
     backend: str = "onnxruntime",
@@ -63,17 +132,41 @@ def calibrate_bundle(
     precision: str = "fp32",
     search: str = "auto",
     threads: int | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> tuple[Path, dict]:
-    """Recalibrate; returns the bundle written (``out``, or the bundle itself) and the record."""
+    """Recalibrate on one folder of good images or several (one per run); returns the bundle
+    written (``out``, or the bundle itself) and the calibration record."""
     bundle = open_bundle(bundle_path)
-    good = Path(good)
+    folders = [Path(good)] if isinstance(good, str | Path) else [Path(g) for g in good]
+    if not folders:
+        raise EdgeadError("no folder of good images given to calibrate on")
     with Pipeline(bundle, backend, device, precision, search, threads=threads) as pipeline:
-        scores, map_max, map_min, skipped = score_good_images(pipeline, good)
+        runs = [score_good_images(pipeline, f) for f in folders]
         described = f"{pipeline.describe()} {precision}"
+    pooled = GoodScores(folders[0])
+    for run in runs:
+        pooled.scores += run.scores
+        pooled.map_max += run.map_max
+        pooled.map_min += run.map_min
+        pooled.skipped += run.skipped
+    if len(pooled.scores) < 2:
+        where = ", ".join(str(f) for f in folders)
+        raise EdgeadError(
+            f"{where}: {len(pooled.scores)} readable image(s); calibration needs 2 or more"
+        )
+    names = " + ".join(f"{len(r.scores)} images of {r.folder.name}/" for r in runs)
     record = calibration_record(
-        scores, map_max, map_min, target_frr, f"{len(scores)} images of {good.name}/", skipped
+        pooled.scores,
+        pooled.map_max,
+        pooled.map_min,
+        target_frr,
+        names,
+        pooled.skipped,
+        confidence,
     )
     record["backend"] = described
+    record["runs"] = run_report(runs, record["image"]["value"], target_frr, confidence)
+    warn_on_unseen_runs(record["runs"], target_frr)
     m = bundle.manifest
     labels, ref_scores = ([], [])
     if bundle.has(roles.REFERENCE_SCORES):  # what the new threshold costs on the evaluation set
@@ -85,6 +178,7 @@ def calibrate_bundle(
         "change": "calibrate",
         "source": record["source"],
         "target_frr": target_frr,
+        "confidence": confidence,
         "image_threshold": [m.normalization.image_threshold, normalization.image_threshold],
     }
     manifest = dataclasses.replace(
