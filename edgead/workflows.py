@@ -83,10 +83,13 @@ def fit_detector(
     holdout: float = 0.1,
     holdout_by: str = DEFAULT_HOLDOUT_BY,
     confidence: float = DEFAULT_CONFIDENCE,
+    use_validation: bool = True,
 ) -> SavedModel:
     """Fit on train/good (or a plain folder of good images) less the held-out good images,
     set the thresholds on those at ``target_frr`` (bounded at ``confidence``), and evaluate on
-    test/ if present. ``holdout_by`` chooses the held-out images (``edgead.data.holdout``)."""
+    test/ if present. ``holdout_by`` chooses the held-out images (``edgead.data.holdout``);
+    validation/good, where the data has it, is used instead unless ``use_validation`` is off
+    (benchmarks compare the choices on train/good)."""
     entry = get_detector(name)
     data = Path(data)
     check_data(data)
@@ -96,7 +99,7 @@ def fit_detector(
     seed = getattr(config, "seed", 0)
     if MVTecCategory.is_mvtec(data):
         dataset = open_dataset(data)
-        train, held, source = dataset.split_holdout(holdout, seed, holdout_by)
+        train, held, source = dataset.split_holdout(holdout, seed, holdout_by, use_validation)
     else:
         paths = [s.path for s in folder_samples(data)]
         if not paths:

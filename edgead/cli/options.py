@@ -4,6 +4,7 @@ it needs, so a spelling, a default and a help text exist once."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -53,6 +54,36 @@ THRESHOLD = click.option(
     default=None,
     help="Image-score threshold of the verdict, instead of the bundle's calibrated one.",
 )
+
+
+def _rules(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if param.name == "min_region_area" and value < 0:
+        raise click.BadParameter("expected 0 or more pixels")
+    return value
+
+
+MIN_REGION_AREA = click.option(
+    "--min-region-area",
+    type=int,
+    default=0,
+    show_default=True,
+    callback=_rules,
+    help="Defect regions smaller than this many pixels of the original image are dropped.",
+)
+REQUIRE_REGION = click.option(
+    "--require-region/--no-require-region",
+    default=False,
+    show_default=True,
+    help="Anomalous only when the score is over the threshold and a region of at least "
+    "--min-region-area is left.",
+)
+REGION_OPTIONS = [MIN_REGION_AREA, REQUIRE_REGION]
+
+
+def region_options(f: Callable) -> Callable:
+    return apply_options(REGION_OPTIONS, f)
+
+
 BACKEND = click.option(
     "--backend",
     type=click.Choice(BACKENDS),

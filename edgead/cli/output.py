@@ -15,12 +15,16 @@ FIELDS = [
     "label",
     *[f"{s}_ms" for s in STAGES],
     "total_ms",
+    "regions",
+    "largest_region_area",
     "warning",
     "error",
 ]
 
 
-def prediction_row(p: Any) -> dict[str, str]:
+def prediction_row(p: Any) -> dict[str, Any]:
+    """One scored image: its verdict, per-stage times and defect regions (a list; CSV cells
+    hold it as JSON)."""
     return {
         "path": p.source,
         "score": f"{p.image_score:.6g}",
@@ -28,6 +32,8 @@ def prediction_row(p: Any) -> dict[str, str]:
         "label": p.label or "",
         "total_ms": f"{sum(p.timings_ms.values()):.3f}",
         **{f"{k}_ms": f"{v:.3f}" for k, v in p.timings_ms.items()},
+        "regions": [r.to_dict() for r in p.regions],
+        "largest_region_area": max((r.area for r in p.regions), default=0),
         "warning": "; ".join(p.warnings),
         "error": "",
     }
@@ -46,9 +52,11 @@ class ResultWriter:
         if self.csv:
             self.csv.writeheader()
 
-    def write(self, row: dict[str, str]) -> None:
+    def write(self, row: dict[str, Any]) -> None:
         if self.csv:
-            self.csv.writerow(row)
+            self.csv.writerow(
+                {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
+            )
         else:
             self.f.write(json.dumps(row) + "\n")
         self.f.flush()

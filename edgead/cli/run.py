@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgead.cli.main import EXIT_SKIPPED, main
-from edgead.cli.options import THRESHOLD, runtime_options
+from edgead.cli.options import THRESHOLD, region_options, runtime_options
 from edgead.cli.output import ResultWriter, failure_row, prediction_row
 from edgead.errors import EdgeadError
 
@@ -26,6 +26,7 @@ log = logging.getLogger("edgead")
 @click.option("--batch", default=1, show_default=True, help="Images per inference call.")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
 @THRESHOLD
+@region_options
 @runtime_options
 @click.pass_context
 def run(
@@ -41,6 +42,8 @@ def run(
     precision: str,
     search: str,
     threshold: float | None,
+    min_region_area: int,
+    require_region: bool,
 ) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays.
 
@@ -52,6 +55,7 @@ def run(
     from edgead.data.datasets import folder_samples
     from edgead.runtime import Failure, Pipeline
     from edgead.runtime.postprocess import overlay
+    from edgead.runtime.regions import VerdictRules
     from edgead.runtime.timing import LatencyStats
 
     root = Path(images)
@@ -63,8 +67,9 @@ def run(
     verdicts: dict[str, int] = {}
     base = root.resolve() if root.is_dir() else root.resolve().parent
     # the bundle opens (and is verified) before anything is written
+    rules = VerdictRules(min_region_area, require_region)
     with Pipeline(
-        bundle, backend, device, precision, search, threshold, ctx.obj.get("threads")
+        bundle, backend, device, precision, search, threshold, ctx.obj.get("threads"), rules
     ) as pipeline:
         out_dir = Path(out)
         if overlays:
@@ -95,7 +100,7 @@ def run(
                     name = Path(r.source).resolve().relative_to(base).with_suffix(".png")
                     cv2.imwrite(
                         str(out_dir / "overlays" / "__".join(name.parts)),
-                        overlay(r.image, r.anomaly_map, pipeline.normalization),
+                        overlay(r.image, r.anomaly_map, pipeline.normalization, regions=r.regions),
                     )
         backend_name = pipeline.describe()
     counts = ", ".join(f"{n} {label}" for label, n in sorted(verdicts.items()))

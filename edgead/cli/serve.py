@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgead.cli.main import main
-from edgead.cli.options import THRESHOLD, runtime_options
+from edgead.cli.options import THRESHOLD, region_options, runtime_options
 from edgead.errors import EdgeadError
 
 
@@ -50,6 +50,7 @@ from edgead.errors import EdgeadError
     "[env: EDGEAD_TOKEN].",
 )
 @THRESHOLD
+@region_options
 @runtime_options
 @click.option(
     "--out",
@@ -93,10 +94,13 @@ def serve(
     max_upload_mb: int,
     reconnect_max_s: float,
     threshold: float | None,
+    min_region_area: int,
+    require_region: bool,
 ) -> None:
     """Score a camera, video, stream or folder with BUNDLE behind a live web page and API;
     or, with --config, many sources with several bundles in one server."""
     try:
+        from edgead.runtime.regions import VerdictRules
         from edgead.serve.server import ServeSettings, serve_config
         from edgead.serve.server import serve as run_server
         from edgead.serve.service import ServeOptions
@@ -136,6 +140,7 @@ def serve(
         search=search,
         threshold=threshold,
         threads=ctx.obj.get("threads"),
+        rules=VerdictRules(min_region_area, require_region),
     )
     options = ServeOptions(
         queue_size=queue_size,

@@ -63,7 +63,11 @@ class MVTecCategory:
         return list_images(folder) if folder.is_dir() else []
 
     def split_holdout(
-        self, fraction: float = 0.1, seed: int = 0, by: str = DEFAULT_HOLDOUT_BY
+        self,
+        fraction: float = 0.1,
+        seed: int = 0,
+        by: str = DEFAULT_HOLDOUT_BY,
+        use_validation: bool = True,
     ) -> tuple[list[Path], list[Path], str]:
         """(images to fit on, held-out good images, where the held-out ones came from).
 
@@ -72,7 +76,7 @@ class MVTecCategory:
         the fit.
         """
         train = self.train_paths()
-        validation = self.validation_paths()
+        validation = self.validation_paths() if use_validation else []
         if validation:
             return train, validation, f"{len(validation)} images of validation/good"
         return split_holdout_paths(train, fraction, by, seed, self.root / "train" / "good")

@@ -19,10 +19,12 @@ rejects than promised. So the threshold is the lowest one whose upper confidence
   light-tailed values follows a Gumbel distribution (extreme value theory,
   Fisher-Tippett-Gnedenko). A Gumbel is fitted by maximum likelihood (scipy), and the
   threshold is the exact ``confidence`` upper bound of its (1 - target) quantile from the
-  Gumbel's pivotal quantity (simulated once per sample size). Where that falls below the largest held-out
-  score although fewer than 1/target images were held out, the tail is heavier than the fit
-  and the threshold is raised to that score. A warning says that the bound rests on the model
-  and how many images would make it model-free.
+  Gumbel's pivotal quantity (simulated once per sample size). Where that falls below the
+  largest held-out score although fewer than 1/target images were held out, the tail is
+  heavier than the fit and the threshold is raised to that score. A warning says that the
+  bound rests on the model and how many images would make it model-free;
+- with fewer than ``MIN_IMAGES`` (20) a bound sits so far out that it passes every defect: the
+  threshold is the point estimate instead, said as such, with the bound it actually has.
 
 The record keeps the target, the point estimate of the rate at the threshold, its bound and
 90% interval, the number of images and the threshold the point estimate alone would have set.
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FRR = 0.01
 DEFAULT_CONFIDENCE = 0.95
-MIN_IMAGES = 20  # fewer held-out good images: a warning that the estimate is rough
+MIN_IMAGES = 20  # fewer held-out good images: no bound, the point estimate (with a warning)
 PIVOT_SAMPLES = 2000  # simulated fits behind the Gumbel bound (about 1 s per sample size)
 
 
@@ -182,11 +184,15 @@ def _gumbel(x: np.ndarray, target_frr: float, confidence: float) -> Threshold:
     k = float(np.quantile((q - fits[:, 0]) / fits[:, 1], confidence))
     value = max(point, loc + k * scale)
     method = "gumbel"
+    if n < MIN_IMAGES:
+        # a bound from so few images sits far out in the tail (above every defect, in
+        # practice): the point estimate, said as such, with the bound it actually has
+        value, method = point, "gumbel point estimate (too few images for a bound)"
     if value < x.max() and n + 1 < 1 / target_frr:
         # the largest of n good scores sits near the n/(n+1) quantile, below the target's
         # 1 - r: a bound under it says the tail is heavier than the fit
         value = float(x.max())
-        method = "gumbel, raised to the largest held-out score"
+        method += ", raised to the largest held-out score"
     # the true rate of "loc^ + k_used * scale^" over repeated samples, in standard units
     k_used = (value - loc) / scale
     rates = stats.gumbel_r.sf(fits[:, 0] + k_used * fits[:, 1])
@@ -238,15 +244,25 @@ def threshold_at_frr(
         )
     if len(x) >= needed:
         return _order_statistic(x, target_frr, confidence)
-    if warn:
+    if warn and len(x) < MIN_IMAGES:
+        log.warning(
+            "%d held-out good images are too few to bound a %.1f%% false-reject rate: the "
+            "threshold is the Gumbel point estimate, which keeps the target only about half "
+            "the time (%d or more give a bound through a Gumbel model of the score tail, %d "
+            "one without a model)",
+            len(x),
+            100 * target_frr,
+            MIN_IMAGES,
+            needed,
+        )
+    elif warn:
         log.warning(
             "%d held-out good images: a %.1f%% false-reject rate is bounded (%.0f%% confidence) "
-            "through a Gumbel model of the score tail; %d images would bound it without one%s",
+            "through a Gumbel model of the score tail; %d images would bound it without one",
             len(x),
             100 * target_frr,
             100 * confidence,
             needed,
-            " (fewer than 20: a rough estimate)" if len(x) < MIN_IMAGES else "",
         )
     return _gumbel(x, target_frr, confidence)
 

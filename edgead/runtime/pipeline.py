@@ -17,9 +17,12 @@ from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
 from edgead.runtime.preprocess import affine, host_map, preprocess_batch, resize_batch
+from edgead.runtime.regions import Region, VerdictRules, find_regions
 from edgead.runtime.scorers.base import ScorerOutput, load_scorer
 from edgead.runtime.search import resolve_search
 from edgead.runtime.timing import StageTimer
+
+DEFAULT_RULES = VerdictRules()
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Prediction:
     source: str = ""
     image: np.ndarray | None = None  # the decoded input (predict_files), for overlays
     warnings: list[str] = field(default_factory=list)  # e.g. a gray image into a colour model
+    # defect regions above the pixel threshold, in original image pixels (largest peak first)
+    regions: list[Region] = field(default_factory=list)
 
 
 @dataclass
@@ -72,18 +77,25 @@ def judged(
     maps: list[np.ndarray],
     norm: Normalization,
     sources: list[str] | None = None,
+    sizes: list[tuple[int, int]] | None = None,
+    rules: VerdictRules = DEFAULT_RULES,
 ) -> list[Prediction]:
-    """Image scores and maps -> Predictions, normalized and judged against ``norm``."""
+    """Image scores and maps -> Predictions with their regions (``sizes``: the original
+    images' (height, width)), normalized and judged against ``norm`` and ``rules``."""
     out = []
     for i, amap in enumerate(maps):
         score = float(scores[i])
+        regions = find_regions(
+            amap, norm.pixel_threshold, sizes[i] if sizes else None, rules.min_region_area
+        )
         out.append(
             Prediction(
                 score,
                 normalize_score(score, norm),
-                verdict(score, norm),
+                verdict(score, norm, regions, rules),
                 amap,
                 source=sources[i] if sources else "",
+                regions=regions,
             )
         )
     return out
@@ -101,7 +113,9 @@ class Pipeline:
         search: str = "auto",
         threshold: float | None = None,
         threads: int | None = None,
+        rules: VerdictRules = DEFAULT_RULES,
     ):
+        self.rules = rules
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         m = self.bundle.manifest
         self.spec = m.input
@@ -170,7 +184,8 @@ class Pipeline:
             scored = self.scorer.run(outputs)
         with timer("postprocess"):
             scores, maps = self.finish(scored)
-            results = judged(scores, maps, self.normalization, sources)
+            sizes = [im.shape[:2] for im in images]
+            results = judged(scores, maps, self.normalization, sources, sizes, self.rules)
         share = {k: v / len(images) for k, v in timer.ms.items()}
         for r in results:
             r.timings_ms = dict(share)

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from edgead.bundle.manifest import Normalization, PostprocessSpec
+from edgead.runtime.regions import Region, VerdictRules, draw_regions
 
 
 def gaussian_kernel_size(sigma: float) -> int:
@@ -37,16 +38,32 @@ def normalize_score(score: float, norm: Normalization) -> float | None:
     return float(np.clip((score - norm.image_threshold) / span + 0.5, 0.0, 1.0))
 
 
-def verdict(score: float, norm: Normalization) -> str | None:
+def verdict(
+    score: float,
+    norm: Normalization,
+    regions: list[Region] | None = None,
+    rules: VerdictRules | None = None,
+) -> str | None:
+    """ "anomalous" at or over the image threshold (and, when the rules require one, with a
+    region left after the area filter), else "good"; None without a threshold."""
     if norm.image_threshold is None:
         return None
-    return "anomalous" if score >= norm.image_threshold else "good"
+    if score < norm.image_threshold:
+        return "good"
+    if rules is not None and rules.require_region and norm.pixel_threshold is not None:
+        return "anomalous" if regions else "good"
+    return "anomalous"
 
 
 def overlay(
-    image_rgb: np.ndarray, amap: np.ndarray, norm: Normalization, alpha: float = 0.45
+    image_rgb: np.ndarray,
+    amap: np.ndarray,
+    norm: Normalization,
+    alpha: float = 0.45,
+    regions: list[Region] | None = None,
 ) -> np.ndarray:
-    """Heat-map overlay (BGR, at the image's own size) for people to look at."""
+    """Heat-map overlay (BGR, at the image's own size) for people to look at: the map, the
+    outline of what is over the pixel threshold, and the boxes of the verdict's regions."""
     lo = norm.pixel_min if norm.pixel_min is not None else float(amap.min())
     hi = norm.pixel_max if norm.pixel_max is not None else float(amap.max())
     scaled = np.clip((amap - lo) / max(hi - lo, 1e-12), 0, 1)
@@ -64,4 +81,6 @@ def overlay(
         )
         contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, (255, 255, 255), 1)
+    if regions:
+        draw_regions(out, regions)
     return out

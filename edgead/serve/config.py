@@ -46,6 +46,8 @@ class RuntimeConfig(_Strict):
     device: str | None = None
     precision: Literal["fp32", "fp16"] = "fp32"
     search: str = "auto"
+    min_region_area: int = Field(default=0, ge=0)  # regions smaller (original pixels) dropped
+    require_region: bool = False  # anomalous only with a region left
 
 
 class BundleConfig(_Strict):
@@ -55,6 +57,8 @@ class BundleConfig(_Strict):
     precision: Literal["fp32", "fp16"] | None = None
     search: str | None = None
     threshold: float | None = None  # the verdict's threshold for every stream of this bundle
+    min_region_area: int | None = Field(default=None, ge=0)
+    require_region: bool | None = None
 
 
 class StreamConfig(_Strict):

@@ -34,6 +34,7 @@ class BundleRunner:
         self.max_batch = max_batch
         self.max_wait_s = max(0.0, max_wait_ms) / 1e3
         self.backend_name = pipeline.describe()
+        self.rules = pipeline.rules
         self.streams: list[Stream] = []
         self.metrics: Metrics | None = None
         self.batches = 0

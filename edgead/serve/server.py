@@ -12,13 +12,14 @@ import ipaddress
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 
 from edgead.errors import EdgeadError
 from edgead.runtime.pipeline import Pipeline
+from edgead.runtime.regions import VerdictRules
 from edgead.serve.app import MAX_UPLOAD_BYTES, create_app
 from edgead.serve.service import ServeOptions, Service
 from edgead.serve.sources import FrameSource
@@ -77,6 +78,7 @@ class ServeSettings:
     search: str = "auto"
     threshold: float | None = None  # the verdict's threshold instead of the bundle's
     threads: int | None = None
+    rules: VerdictRules = field(default_factory=VerdictRules)
 
 
 def checked_token(settings: ServeSettings) -> str | None:
@@ -129,6 +131,7 @@ def serve(
         settings.search,
         settings.threshold,
         settings.threads,
+        settings.rules,
     )
     service = Service.single(pipeline, source, out_dir, options)
     what = f"{pipeline.bundle.root} ({pipeline.describe()}) from {source.name}"
@@ -179,6 +182,10 @@ def build_service(
                     b.search or rt.search,
                     b.threshold,
                     threads,
+                    VerdictRules(
+                        rt.min_region_area if b.min_region_area is None else b.min_region_area,
+                        rt.require_region if b.require_region is None else b.require_region,
+                    ),
                 )
             except EdgeadError as exc:
                 raise EdgeadError(f"{config_path}: bundle {name}: {exc}") from exc

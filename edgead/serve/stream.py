@@ -107,7 +107,7 @@ class Stream:
         return dataclasses.replace(
             result,
             normalized_score=normalize_score(result.image_score, self.norm),
-            label=verdict(result.image_score, self.norm),
+            label=verdict(result.image_score, self.norm, result.regions, self.runner.rules),
         )
 
     def publish(self, frame: Frame, result: Prediction, batch: int = 1) -> None:
@@ -116,7 +116,7 @@ class Stream:
         # the overlay is drawn only for someone: a stream viewer or an event to save
         start = time.perf_counter()
         over = (
-            overlay(frame.image, result.anomaly_map, self.norm)
+            overlay(frame.image, result.anomaly_map, self.norm, regions=result.regions)
             if self.viewers or anomalous
             else None
         )
@@ -137,6 +137,7 @@ class Stream:
             "score": result.image_score,
             "normalized_score": result.normalized_score,
             "verdict": result.label,
+            "regions": [r.to_dict() for r in result.regions],
             "batch": batch,
             "latency_ms": {
                 **result.timings_ms,
@@ -337,6 +338,7 @@ class Stream:
             "threshold": self.norm.image_threshold,
             "latency_ms": result.timings_ms,
             "map_max": float(result.anomaly_map.max()),
+            "regions": [r.to_dict() for r in result.regions],
             # e.g. a grayscale image into a colour model
             "warnings": [w for w in [self.runner.pipeline.channel_warning(channels)] if w],
         }

@@ -86,7 +86,11 @@ def test_threshold_comes_from_held_out_good_images(fitted):
     cal = norm.calibration
     assert cal["source"].startswith("2 images of train/good held out") and cal["target_frr"] == 0.01
     assert norm.image_threshold == cal["image"]["value"]
-    assert cal["image"]["method"] == "gumbel" and cal["image"]["frr_interval"][1] >= 0
+    # 2 held-out images: too few for a bound; the point estimate, said as such, with its bound
+    image = cal["image"]
+    assert image["method"] == "gumbel point estimate (too few images for a bound)"
+    assert image["value"] == image["point_value"] and image["frr_bound"] > image["target_frr"]
+    assert cal["confidence"] == 0.95 and len(cal["scores"]) == 2
     test = cal["test"]
     assert test["n_good"] == 6 and test["n_anomalous"] == 12
     assert "diagnostic" in cal["f1_optimal"]["note"]

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import pytest
 from click.testing import CliRunner
 
@@ -125,6 +126,15 @@ def test_run_jsonl_and_batches(patchcore_bundle, synthetic_data, tmp_path):
     with open(tmp_path / "results.jsonl") as f:
         rows = [json.loads(line) for line in f]
     assert len(rows) == 4 and all(r["label"] == "anomalous" for r in rows)
+    # each verdict says where: a region box on the drawn defect (its ground-truth mask)
+    for r in rows:
+        stem = Path(r["path"]).stem
+        mask = cv2.imread(str(synthetic_data / "ground_truth" / "scratch" / f"{stem}_mask.png"), 0)
+        assert r["regions"] and r["largest_region_area"] == max(g["area"] for g in r["regions"])
+        assert any(
+            mask[g["y"] : g["y"] + g["height"], g["x"] : g["x"] + g["width"]].any()
+            for g in r["regions"]
+        ), r
 
 
 def test_export_with_reweighting_and_ivfpq(saved_patchcore, synthetic_data, tmp_path):
