@@ -2,7 +2,17 @@
 ``fit``/``export`` made from the detector registry. torch is imported only inside fit and
 export (and demo)."""
 
-from edgead.cli import bench, calibrate, demo, engine, parity, run, serve, triton  # noqa: F401
+from edgead.cli import (  # noqa: F401
+    bench,
+    calibrate,
+    demo,
+    drift,
+    engine,
+    parity,
+    run,
+    serve,
+    triton,
+)
 from edgead.cli.detector_verbs import export, fit
 from edgead.cli.main import main
 

@@ -7,6 +7,7 @@ Exit statuses (README, "Exit statuses"):
 - 2: a usage error (unknown option, missing argument).
 - 3: ``run``: some inputs could not be read; the others were scored and written.
 - 4: ``parity``: the data is not what the bundle was evaluated on (nothing to compare).
+- 5: ``drift``: a drift check fired (the parts moved away from the calibration's).
 - 130 / 143: interrupted by SIGINT / SIGTERM; nothing half-written is left.
 """
 
@@ -28,6 +29,7 @@ log = logging.getLogger("edgead")
 EXIT_ERROR = 1
 EXIT_SKIPPED = 3
 EXIT_DATA_MISMATCH = 4
+EXIT_DRIFT = 5
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 

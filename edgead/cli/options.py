@@ -84,6 +84,66 @@ def region_options(f: Callable) -> Callable:
     return apply_options(REGION_OPTIONS, f)
 
 
+def _drift_settings(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Collects the drift options into one DriftSettings (``drift_settings`` in the verb)."""
+    from edgead.runtime.drift import DriftSettings
+
+    obj = ctx.ensure_object(dict)
+    given = obj.setdefault("_drift", {})
+    given[param.name] = value
+    if len(given) == len(DRIFT_OPTIONS):
+        try:
+            obj["drift"] = DriftSettings(
+                window=given["drift_window"],
+                min_parts=given["drift_min_parts"],
+                check_every=given["drift_every"],
+                psi_limit=given["drift_psi_limit"],
+                alpha=given["drift_alpha"],
+                median_limit=given["drift_median_limit"],
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def _drift_option(flag: str, default: Any, kind: type, text: str) -> Callable:
+    return click.option(
+        flag,
+        default=default,
+        type=kind,
+        show_default=True,
+        expose_value=False,
+        callback=_drift_settings,
+        help=text,
+    )
+
+
+DRIFT_OPTIONS = [
+    _drift_option("--drift-window", 500, int, "Drift checks: parts in the rolling window."),
+    _drift_option("--drift-min-parts", 100, int, "Drift checks start after this many parts."),
+    _drift_option("--drift-every", 25, int, "Drift checks run every this many parts."),
+    _drift_option(
+        "--drift-psi-limit", 0.2, float, "Population stability index of the scores that alarms."
+    ),
+    _drift_option(
+        "--drift-alpha",
+        0.001,
+        float,
+        "Significance of the flag-rate test against the promised false-reject rate.",
+    ),
+    _drift_option(
+        "--drift-median-limit",
+        0.5,
+        float,
+        "Median score shift that alarms, as a fraction of the way to the threshold.",
+    ),
+]
+
+
+def drift_options(f: Callable) -> Callable:
+    return apply_options(DRIFT_OPTIONS, f)
+
+
 BACKEND = click.option(
     "--backend",
     type=click.Choice(BACKENDS),

@@ -17,6 +17,7 @@ FIELDS = [
     "total_ms",
     "regions",
     "largest_region_area",
+    "drift",
     "warning",
     "error",
 ]

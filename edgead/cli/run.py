@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgead.cli.main import EXIT_SKIPPED, main
-from edgead.cli.options import THRESHOLD, region_options, runtime_options
+from edgead.cli.options import THRESHOLD, drift_options, region_options, runtime_options
 from edgead.cli.output import ResultWriter, failure_row, prediction_row
 from edgead.errors import EdgeadError
 
@@ -27,6 +27,7 @@ log = logging.getLogger("edgead")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
 @THRESHOLD
 @region_options
+@drift_options
 @runtime_options
 @click.pass_context
 def run(
@@ -47,6 +48,8 @@ def run(
 ) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays.
 
+    Each result row carries the drift state of the rolling window at that image (images in
+    name order, as the parts came); a drift alarm is also said at the end.
     Exits 3 when some images could not be read (the others are scored and written).
     """
     import cv2
@@ -54,6 +57,7 @@ def run(
 
     from edgead.data.datasets import folder_samples
     from edgead.runtime import Failure, Pipeline
+    from edgead.runtime.drift import DriftMonitor
     from edgead.runtime.postprocess import overlay
     from edgead.runtime.regions import VerdictRules
     from edgead.runtime.timing import LatencyStats
@@ -71,6 +75,8 @@ def run(
     with Pipeline(
         bundle, backend, device, precision, search, threshold, ctx.obj.get("threads"), rules
     ) as pipeline:
+        monitor = DriftMonitor.for_normalization(pipeline.normalization, ctx.obj["drift"])
+        first_alarm = None
         out_dir = Path(out)
         if overlays:
             (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
@@ -95,7 +101,10 @@ def run(
                 stats.add(r.timings_ms)
                 label = r.label or "no threshold"
                 verdicts[label] = verdicts.get(label, 0) + 1
-                writer.write(prediction_row(r))
+                checked = monitor.add(r.image_score, r.label == "anomalous")
+                if checked is not None and checked.alarms and first_alarm is None:
+                    first_alarm = (r.source, checked)
+                writer.write({**prediction_row(r), "drift": monitor.status().state})
                 if overlays:
                     name = Path(r.source).resolve().relative_to(base).with_suffix(".png")
                     cv2.imwrite(
@@ -107,6 +116,17 @@ def run(
     click.echo(
         f"{len(stats)} images scored ({counts or 'none'}), {n_bad} skipped -> {results_path}"
     )
+    if first_alarm is not None:
+        source, status = first_alarm
+        log.warning(
+            "drift from %s on (part %d): %s. %s",
+            source,
+            status.checked_at_part,
+            "; ".join(status.alarms),
+            status.advice,
+        )
+    elif monitor.enabled:
+        click.echo(f"drift: {monitor.status().state} ({monitor.parts} parts)")
     if len(stats):
         click.echo(stats.table(f"per-stage latency ({backend_name}, batch {batch}, ms per image)"))
     if n_bad:

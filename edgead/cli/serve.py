@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from edgead.cli.main import main
-from edgead.cli.options import THRESHOLD, region_options, runtime_options
+from edgead.cli.options import THRESHOLD, drift_options, region_options, runtime_options
 from edgead.errors import EdgeadError
 
 
@@ -51,6 +51,7 @@ from edgead.errors import EdgeadError
 )
 @THRESHOLD
 @region_options
+@drift_options
 @runtime_options
 @click.option(
     "--out",
@@ -148,6 +149,7 @@ def serve(
         max_bytes=max_event_mb << 20,
         backoff_initial=min(0.5, reconnect_max_s),
         backoff_max=reconnect_max_s,
+        drift=ctx.obj["drift"],
     )
     if config is not None:
         service = serve_config(config, out, settings, options)

@@ -116,6 +116,8 @@ class Pipeline:
         rules: VerdictRules = DEFAULT_RULES,
     ):
         self.rules = rules
+        # what ``reopen`` needs to load a new revision the same way
+        self._settings = (backend, device, precision, search, threshold, threads, rules)
         self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         m = self.bundle.manifest
         self.spec = m.input
@@ -153,6 +155,12 @@ class Pipeline:
 
     def close(self) -> None:
         self.backend.deactivate()
+
+    def reopen(self, bundle: str | Path | None = None) -> Pipeline:
+        """A new pipeline on ``bundle`` (default: this bundle's folder, read again: a new
+        revision written there) with the same backend, precision, search, threshold and
+        rules. This one stays open: the caller swaps and closes."""
+        return Pipeline(bundle if bundle is not None else self.bundle.root, *self._settings)
 
     def __enter__(self) -> Pipeline:
         return self

@@ -3,7 +3,10 @@
 Routes of each stream, under ``/streams/{name}/`` (and at the root for the first stream):
 the live page; ``stream.mjpg`` the overlay as MJPEG; ``api/status``; ``api/events`` and
 ``api/events/{id}/{frame|overlay|map|record}``; ``POST api/predict`` (one image, multipart
-field ``file`` or the raw bytes as the body). At the root: ``/`` (the overview of every stream
+field ``file`` or the raw bytes as the body); ``POST api/feedback`` (an operator's
+confirmation of a recent frame or an event: ``{"label": "good"|"defective", "seq": N}`` or
+``{"label": ..., "event": ID}``). At the root: ``POST /api/reload`` (a new bundle revision
+without a restart), ``/`` (the overview of every stream
 when there are several), ``/api/status`` (every stream), ``/metrics`` (Prometheus, labelled by
 stream and bundle), ``/healthz``. With a token, every request must carry it:
 ``Authorization: Bearer T``, or ``?token=T`` (the page passes it on to its stream and API calls).
@@ -31,7 +34,8 @@ from fastapi.responses import (
 )
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from edgead.errors import ImageDecodeError
+from edgead.errors import EdgeadError, ImageDecodeError
+from edgead.serve.feedback import FeedbackError
 from edgead.serve.service import Service, Stream
 
 log = logging.getLogger("edgead.serve")
@@ -226,6 +230,56 @@ def create_app(
         except ImageDecodeError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(result)
+
+    async def feedback(stream: Stream, request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or ("seq" in body) == ("event" in body):
+            return JSONResponse(
+                {
+                    "error": 'expected JSON {"label": "good"|"defective", "seq": N} or '
+                    '{"label": ..., "event": ID}'
+                },
+                400,
+            )
+        seq = body.get("seq")
+        if seq is not None and not isinstance(seq, int):
+            return JSONResponse({"error": f"seq {seq!r}: expected a frame number"}, 400)
+        try:
+            result = await run_in_threadpool(
+                stream.confirm, str(body.get("label")), seq, body.get("event")
+            )
+        except FeedbackError as exc:
+            return JSONResponse({"error": str(exc)}, exc.status)
+        return JSONResponse(result)
+
+    @app.post("/api/reload")
+    async def reload(request: Request) -> JSONResponse:
+        """Load a new bundle revision without a restart: {"bundle": NAME, "path": DIR}, both
+        optional (default: every bundle, each from its own folder)."""
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"error": 'expected JSON {"bundle": NAME, "path": DIR}'}, 400)
+        try:
+            done = await run_in_threadpool(service.reload, body.get("bundle"), body.get("path"))
+        except KeyError as exc:
+            return JSONResponse({"error": str(exc.args[0])}, 404)
+        except (ValueError, EdgeadError) as exc:
+            return JSONResponse({"error": f"not reloaded, still serving the old one: {exc}"}, 409)
+        return JSONResponse({"reloaded": done})
+
+    @app.post("/api/feedback")
+    async def root_feedback(request: Request) -> JSONResponse:
+        return await feedback(service.first, request)
+
+    @app.post("/streams/{name}/api/feedback")
+    async def stream_feedback(name: str, request: Request) -> JSONResponse:
+        return await feedback(stream_of(name), request)
 
     @app.get("/api/events")
     async def root_events() -> dict:

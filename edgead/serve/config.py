@@ -12,7 +12,8 @@
         bundle: bundles/padim_bottle
         threshold: 3.1           # this stream's verdict threshold (default: the bundle's)
     batching: {max_batch: auto, max_wait_ms: 10}   # auto: 8 on a GPU, 1 on a CPU
-    runtime: {backend: onnxruntime, precision: fp32, search: auto}
+    runtime: {backend: onnxruntime, precision: fp32, search: auto, min_region_area: 0}
+    drift: {window: 500, min_parts: 100, check_every: 25, psi_limit: 0.2}
 
 Relative paths are relative to the config file. The file is checked whole before anything is
 loaded (pydantic: unknown keys, wrong types, a stream without a source, duplicate names), and
@@ -97,11 +98,29 @@ class BatchingConfig(_Strict):
     max_wait_ms: float = Field(default=10.0, ge=0, le=5000)
 
 
+class DriftConfig(_Strict):
+    """The drift checks of every stream (edgead.runtime.drift; the defaults are measured)."""
+
+    window: int = Field(default=500, ge=1)
+    min_parts: int = Field(default=100, ge=1)
+    check_every: int = Field(default=25, ge=1)
+    psi_limit: float = Field(default=0.2, gt=0)
+    alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    median_limit: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _window(self) -> DriftConfig:
+        if self.min_parts > self.window:
+            raise ValueError(f"drift.min_parts {self.min_parts} is over drift.window")
+        return self
+
+
 class ServeConfig(_Strict):
     streams: list[StreamConfig] = Field(min_length=1)
     bundles: dict[str, str | BundleConfig] = Field(default_factory=dict)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @model_validator(mode="after")
     def _batch_range(self) -> ServeConfig:

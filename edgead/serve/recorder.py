@@ -160,6 +160,21 @@ class EventRecorder:
                 "max_bytes": self.max_bytes,
             }
 
+    def read_event(self, event_id: str) -> tuple[np.ndarray, dict] | None:
+        """An event's frame (RGB, from its JPEG) and record; None when unknown or rotated."""
+        frame_path = self.path_of(event_id, "frame")
+        record_path = self.path_of(event_id, "record")
+        if frame_path is None or record_path is None:
+            return None
+        image = cv2.imread(str(frame_path), cv2.IMREAD_COLOR)
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if image is None:
+            return None
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), record
+
     def path_of(self, event_id: str, kind: str) -> Path | None:
         """An event's file by kind (frame|overlay|map|record), None when unknown or rotated."""
         if not EVENT_ID.match(event_id):

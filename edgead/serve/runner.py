@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -149,6 +150,26 @@ class BundleRunner:
             except Exception as exc:
                 log.exception("[%s] could not publish %s", stream.name, frame.source_id)
                 stream.frame_error("publish", f"{frame.source_id}: {exc}")
+
+    def reload(self, path: str | Path | None = None) -> dict:
+        """Swap in a new revision of the bundle (its folder read again, or ``path``) between
+        batches: loaded and verified first, so a broken one leaves this one running."""
+        new = self.pipeline.reopen(path)
+        with self._predict_lock:
+            old, self.pipeline = self.pipeline, new
+            self.backend_name = new.describe()
+            self.rules = new.rules
+            for stream in self.streams:
+                stream.bundle_changed()
+        old.close()
+        m = new.bundle.manifest
+        log.info("[%s] loaded %s revision %d", self.name, new.bundle.root, m.revision)
+        return {
+            "bundle": self.name,
+            "path": str(new.bundle.root),
+            "revision": m.revision,
+            "threshold": new.normalization.image_threshold,
+        }
 
     def predict_one(self, image: np.ndarray, name: str) -> Prediction:
         with self._predict_lock:

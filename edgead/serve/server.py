@@ -155,7 +155,13 @@ def build_service(
     config = load_config(config_path)
     base = config_path.resolve().parent
     bundles = resolve_bundles(config, base)
-    o = dataclasses.replace(options or ServeOptions(), max_wait_ms=config.batching.max_wait_ms)
+    from edgead.runtime.drift import DriftSettings
+
+    o = dataclasses.replace(
+        options or ServeOptions(),
+        max_wait_ms=config.batching.max_wait_ms,
+        drift=DriftSettings(**config.drift.model_dump()),
+    )
     rt = config.runtime
     sources = {}
     for s in config.streams:

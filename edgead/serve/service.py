@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from edgead.runtime.drift import DriftSettings
 from edgead.runtime.pipeline import Pipeline
 from edgead.serve.runner import BundleRunner
 from edgead.serve.sources import FrameSource
@@ -51,6 +52,8 @@ class ServeOptions:
     # stream alone scores frame by frame, as it always has)
     max_batch: int = 1
     max_wait_ms: float = 10.0  # longest a first frame waits for the batch to fill
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    feedback_frames: int = 16  # recent frames an operator can still confirm (in memory)
 
 
 class _StreamCollector:
@@ -70,6 +73,43 @@ class _StreamCollector:
             "edgead_source_up", "1 when the source delivers frames", labels=labels
         )
         fps = GaugeMetricFamily("edgead_fps", "Frames scored per second (rolling)", labels=labels)
+        drift = {
+            "alarm": GaugeMetricFamily(
+                "edgead_drift_alarm", "1 while a drift check fires", labels=labels
+            ),
+            "psi": GaugeMetricFamily(
+                "edgead_drift_psi", "Population stability index of the scores", labels=labels
+            ),
+            "flag_rate": GaugeMetricFamily(
+                "edgead_drift_flag_rate", "Share of the window's parts flagged", labels=labels
+            ),
+            "target_frr": GaugeMetricFamily(
+                "edgead_promised_false_reject_rate", "The bundle's target rate", labels=labels
+            ),
+            "median_shift": GaugeMetricFamily(
+                "edgead_drift_median_shift",
+                "Median score shift, as a fraction of the way to the threshold",
+                labels=labels,
+            ),
+        }
+        live = {
+            "confirmed_good": GaugeMetricFamily(
+                "edgead_confirmed_good", "Frames an operator confirmed good", labels=labels
+            ),
+            "confirmed_defective": GaugeMetricFamily(
+                "edgead_confirmed_defective", "Frames confirmed defective", labels=labels
+            ),
+            "live_false_reject_rate": GaugeMetricFamily(
+                "edgead_live_false_reject_rate",
+                "Confirmed good frames the verdict rejected, as a share",
+                labels=labels,
+            ),
+            "live_detection_rate": GaugeMetricFamily(
+                "edgead_live_detection_rate",
+                "Confirmed defective frames the verdict caught, as a share",
+                labels=labels,
+            ),
+        }
         for stream in self.service.streams:
             key = [stream.name, stream.runner.name]
             status = stream.capture.snapshot()
@@ -77,7 +117,16 @@ class _StreamCollector:
             reconnects.add_metric(key, status["reconnects"])
             up.add_metric(key, 1.0 if status["state"] == "live" else 0.0)
             fps.add_metric(key, stream.fps())
-        return [dropped, reconnects, up, fps]
+            d = stream.drift.status()
+            if d.state in ("ok", "drift"):
+                drift["alarm"].add_metric(key, 1.0 if d.state == "drift" else 0.0)
+                for name in ("psi", "flag_rate", "target_frr", "median_shift"):
+                    drift[name].add_metric(key, getattr(d, name))
+            rates = stream.feedback.rates()
+            for name, family in live.items():
+                if rates[name] is not None:
+                    family.add_metric(key, rates[name])
+        return [dropped, reconnects, up, fps, *drift.values(), *live.values()]
 
 
 class Metrics:
@@ -227,6 +276,17 @@ class Service:
             }
         )
         return out
+
+    def reload(self, bundle: str | None = None, path: str | None = None) -> list[dict]:
+        """Load a new revision for one bundle (by name) or all, without a restart; a bundle
+        that does not open leaves the running one in place (EdgeadError)."""
+        runners = [r for r in self.runners if bundle is None or r.name == bundle]
+        if not runners:
+            names = ", ".join(r.name for r in self.runners)
+            raise KeyError(f"no bundle {bundle!r} (bundles: {names})")
+        if path is not None and len(runners) > 1:
+            raise ValueError("a path names one bundle's new revision: give the bundle too")
+        return [r.reload(path) for r in runners]
 
     def totals(self) -> dict:
         return {

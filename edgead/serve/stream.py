@@ -5,6 +5,7 @@ Its frames are scored by the :class:`~edgead.serve.runner.BundleRunner` of its b
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import queue
 import threading
@@ -18,10 +19,12 @@ import numpy as np
 
 from edgead.bundle.manifest import Normalization
 from edgead.errors import ImageDecodeError
+from edgead.runtime.drift import DriftMonitor, DriftStatus
 from edgead.runtime.pipeline import Prediction
 from edgead.runtime.postprocess import normalize_score, overlay, verdict
 from edgead.runtime.timing import LatencyStats
 from edgead.serve.capture import Backoff, CaptureThread, Frame, FrameQueue
+from edgead.serve.feedback import FeedbackError, FeedbackStore
 from edgead.serve.recorder import EventRecorder
 from edgead.serve.sources import FrameSource
 
@@ -48,14 +51,12 @@ class Stream:
         self.source = source
         self.runner = runner
         self.options = o = options
-        # the verdict's threshold: the bundle's (or the runner's --threshold) unless the stream
-        # sets its own; the runner scores, each stream judges
-        base = runner.pipeline.normalization
-        self.norm: Normalization = (
-            dataclasses.replace(base, image_threshold=float(threshold))
-            if threshold is not None
-            else base
-        )
+        self.out_dir = Path(out_dir)
+        self._own_threshold = threshold
+        self.norm: Normalization = self._judged_by()
+        self.drift = DriftMonitor.for_normalization(self.norm, o.drift, name)
+        self._drift_state = self.drift.status().state
+        self.feedback = FeedbackStore(self.out_dir / "confirmed", o.feedback_frames)
         self.queue = FrameQueue(o.queue_size)
         self.capture = CaptureThread(
             source,
@@ -85,6 +86,20 @@ class Stream:
             target=self._write_loop, name=f"edgead-writer-{name}", daemon=True
         )
         runner.attach(self)
+
+    def _judged_by(self) -> Normalization:
+        """The verdict's threshold: the bundle's (or the runner's --threshold) unless the
+        stream sets its own; the runner scores, each stream judges."""
+        base = self.runner.pipeline.normalization
+        if self._own_threshold is None:
+            return base
+        return dataclasses.replace(base, image_threshold=float(self._own_threshold))
+
+    def bundle_changed(self) -> None:
+        """The runner loaded a new bundle revision: its threshold and drift reference."""
+        self.norm = self._judged_by()
+        self.drift = DriftMonitor.for_normalization(self.norm, self.options.drift, self.name)
+        self._drift_state = self.drift.status().state
 
     @property
     def live(self) -> bool:
@@ -145,6 +160,10 @@ class Stream:
             },
             "frame_age_ms": (now - frame.captured_at) * 1e3,
         }
+        self.feedback.remember(frame.seq, frame.image, entry)
+        checked = self.drift.add(result.image_score, anomalous)
+        if checked is not None and checked.state != self._drift_state:
+            self._drift_changed(checked)
         m = self.metrics
         labels = (self.name, self.runner.name)
         m.frames.labels(*labels).inc()
@@ -206,6 +225,38 @@ class Stream:
             with self._lock:
                 self._events.appendleft({**entry, "id": event_id})
 
+    def _drift_changed(self, status: DriftStatus) -> None:
+        """A drift alarm raised or cleared: logged and appended to OUT/<stream>/drift.jsonl."""
+        self._drift_state = status.state
+        record = {"stream": self.name, "at": time.time(), **status.to_dict()}
+        if status.state == "drift":
+            log.warning("[%s] drift: %s. %s", self.name, "; ".join(status.alarms), status.advice)
+        else:
+            log.info("[%s] drift cleared at part %d", self.name, status.checked_at_part)
+        try:
+            with open(self.out_dir / "drift.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            log.error("[%s] could not write the drift event: %s", self.name, exc)
+
+    def confirm(self, label: str, seq: int | None = None, event: str | None = None) -> dict:
+        """An operator's confirmation of a recent frame (``seq``) or a saved event (``event``)."""
+        found = self.feedback.recent(seq) if seq is not None else None
+        if found is None and event is not None:
+            found = self.recorder.read_event(event)
+        if found is None:
+            what = f"frame {seq}" if seq is not None else f"event {event}"
+            raise FeedbackError(f"{what} is no longer held (confirm a recent frame or event)", 404)
+        image, entry = found
+        m = self.runner.pipeline.bundle.manifest
+        record = self.feedback.confirm(
+            label,
+            image,
+            entry,
+            {"threshold": self.norm.image_threshold, "bundle_revision": m.revision},
+        )
+        return {"confirmed": record, "feedback": self.feedback.rates()}
+
     def frame_error(self, origin: str, message: str) -> None:
         if self.metrics is not None:
             self.metrics.frame_errors.labels(self.name, origin).inc()
@@ -251,6 +302,8 @@ class Stream:
                 "latency_window": len(self._stats),
                 "recent_errors": list(self._errors)[:5],
             }
+        status["drift"] = self.drift.status().to_dict()
+        status["feedback"] = self.feedback.rates()
         pipeline = self.runner.pipeline
         status.update(
             {
@@ -266,6 +319,7 @@ class Stream:
                     "backend": self.runner.backend_name,
                     "precision": pipeline.precision,
                     "threshold": self.norm.image_threshold,
+                    "revision": pipeline.bundle.manifest.revision,
                     "max_batch": self.runner.max_batch,
                     "max_wait_ms": self.runner.max_wait_s * 1e3,
                 },
@@ -300,6 +354,8 @@ class Stream:
                 "frame_errors": source["frame_errors"],
                 "dropped_frames": self.queue.dropped,
                 "threshold": self.norm.image_threshold,
+                "drift": self.drift.status().state,
+                "drift_alarms": self.drift.status().alarms,
             }
         )
         return row
