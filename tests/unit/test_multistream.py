@@ -16,6 +16,7 @@ pytest.importorskip("fastapi", reason="edgead serve needs the serve extra")
 from edgead.bundle.manifest import Normalization
 from edgead.errors import EdgeadError
 from edgead.runtime.pipeline import Prediction
+from edgead.runtime.regions import VerdictRules
 from edgead.serve.capture import Frame
 from edgead.serve.config import load_config, resolve_bundles
 from edgead.serve.service import BundleRunner, ServeOptions, Service, Stream
@@ -28,9 +29,10 @@ class FakePipeline:
     def __init__(self, threshold: float = 100.0, delay: float = 0.0):
         self.normalization = Normalization(image_threshold=threshold, image_min=0, image_max=255)
         self.bundle = SimpleNamespace(
-            root=Path("/bundles/fake"), manifest=SimpleNamespace(detector="fake")
+            root=Path("/bundles/fake"), manifest=SimpleNamespace(detector="fake", revision=1)
         )
         self.precision = "fp32"
+        self.rules = VerdictRules()
         self.batches: list[int] = []
         self.delay = delay
         self.closed = False
