@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from edgead.bundle.manifest import InputSpec
 from edgead.data.images import iter_images
+from edgead.data.photometric import PhotometricJitter
 from edgead.errors import ImageDecodeError
 from edgead.runtime.postprocess import gaussian_kernel_size
 from edgead.runtime.preprocess import preprocess
@@ -72,9 +73,17 @@ def adaptive_pool_matrix(in_dim: int, out_dim: int) -> torch.Tensor:
 
 
 def batched_inputs(
-    paths: Sequence[Path], spec: InputSpec, batch_size: int, desc: str, quiet: bool = False
+    paths: Sequence[Path],
+    spec: InputSpec,
+    batch_size: int,
+    desc: str,
+    quiet: bool = False,
+    augment: PhotometricJitter | None = None,
+    seed: int = 0,
 ) -> Iterator[tuple[list[Path], torch.Tensor, list[ImageDecodeError]]]:
-    """Decode and preprocess images in batches; unreadable files are reported, not fatal."""
+    """Decode and preprocess images in batches; unreadable files are reported, not fatal.
+    With ``augment``, each image is followed by its varied copies (seeded), under its name."""
+    rng = np.random.default_rng(seed)
     batch: list[np.ndarray] = []
     names: list[Path] = []
     errors: list[ImageDecodeError] = []
@@ -85,11 +94,12 @@ def batched_inputs(
             log.warning("skipping %s", error)
             errors.append(error)
             continue
-        batch.append(preprocess(image, spec))
-        names.append(path)
-        if len(batch) == batch_size:
-            yield names, torch.from_numpy(np.stack(batch)), errors
-            batch, names, errors = [], [], []
+        for im in [image, *(augment.variants(image, rng) if augment else [])]:
+            batch.append(preprocess(im, spec))
+            names.append(path)
+            if len(batch) == batch_size:
+                yield names, torch.from_numpy(np.stack(batch)), errors
+                batch, names, errors = [], [], []
     bar.close()
     if batch or errors:
         yield names, torch.from_numpy(np.stack(batch)) if batch else torch.empty(0), errors

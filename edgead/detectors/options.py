@@ -70,6 +70,16 @@ FIT_OPTIONS = [
     ),
 ]
 
+# the detectors that fit on features of the training images take this in their own FIT group
+AUGMENT = click.option(
+    "--augment",
+    type=click.Choice(["none", "photometric"]),
+    default="none",
+    show_default=True,
+    help="photometric: also fit on a copy of each training image with mild random "
+    'brightness, contrast, gamma and blur (README, "Shifts"); doubles the features.',
+)
+
 EXPORT_OPTIONS = [
     click.option(
         "--fp16/--no-fp16",

@@ -25,6 +25,7 @@ from torch import nn
 from edgead.components.backbones import create_feature_backbone, inference_ready, layers_at
 from edgead.components.common import anomaly_map, batched_inputs, input_spec
 from edgead.components.config import ConfigMixin
+from edgead.data.photometric import AUGMENTATIONS
 from edgead.errors import EdgeadError
 from edgead.runtime.memory import available_bytes, human
 
@@ -43,6 +44,7 @@ class PadimConfig(ConfigMixin):
     epsilon_relative: float = 0.1
     blur_sigma: float = 4.0
     seed: int = 0
+    augment: str = "none"  # photometric: fit on varied copies too (data/photometric)
     batch_size: int = 16
 
 
@@ -145,7 +147,15 @@ def fit(
     total = torch.zeros(positions, d, dtype=torch.float64)
     outer = torch.zeros(positions, d, d, dtype=torch.float64)
     n, skipped = 0, []
-    for _, batch, errors in batched_inputs(train_paths, spec, config.batch_size, "features", quiet):
+    for _, batch, errors in batched_inputs(
+        train_paths,
+        spec,
+        config.batch_size,
+        "features",
+        quiet,
+        augment=AUGMENTATIONS[config.augment],
+        seed=config.seed,
+    ):
         skipped += [str(e) for e in errors]
         if not len(batch):
             continue

@@ -26,6 +26,7 @@ from edgead.components.common import (
 )
 from edgead.components.config import ConfigMixin
 from edgead.components.coreset import k_center_greedy
+from edgead.data.photometric import AUGMENTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class PatchCoreConfig(ConfigMixin):
     reweight_neighbors: int = 9
     blur_sigma: float = 4.0
     seed: int = 0
+    augment: str = "none"  # photometric: fit on varied copies too (data/photometric)
     batch_size: int = 16
 
 
@@ -156,7 +158,15 @@ def fit(
     fast = inference_ready(copy.deepcopy(embedder))  # for the features; the model keeps embedder
     spec = input_spec(config)
     chunks, skipped = [], []
-    for _, batch, errors in batched_inputs(train_paths, spec, config.batch_size, "features", quiet):
+    for _, batch, errors in batched_inputs(
+        train_paths,
+        spec,
+        config.batch_size,
+        "features",
+        quiet,
+        augment=AUGMENTATIONS[config.augment],
+        seed=config.seed,
+    ):
         skipped += [str(e) for e in errors]
         if len(batch):
             emb = fast(batch.to(device))

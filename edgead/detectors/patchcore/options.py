@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from edgead.detectors.options import AUGMENT
 from edgead.detectors.patchcore.choices import INDEXES
 
 FIT = [
+    AUGMENT,
     click.option(
         "--embed-dim",
         default=1024,

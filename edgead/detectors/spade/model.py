@@ -21,6 +21,7 @@ from torch import nn
 from edgead.components.backbones import create_feature_backbone, inference_ready, layers_at
 from edgead.components.common import anomaly_map, batched_inputs, input_spec
 from edgead.components.config import ConfigMixin
+from edgead.data.photometric import AUGMENTATIONS
 from edgead.errors import EdgeadError
 from edgead.runtime.memory import human
 
@@ -36,6 +37,7 @@ class SpadeConfig(ConfigMixin):
     gallery_k: int = 5  # K: nearest training images searched at pixel level
     blur_sigma: float = 4.0
     seed: int = 0
+    augment: str = "none"  # photometric: fit on varied copies too (data/photometric)
     batch_size: int = 16
 
 
@@ -136,7 +138,15 @@ def fit(
     fast = inference_ready(copy.deepcopy(embedder))  # for the features; the model keeps embedder
     spec = input_spec(config)
     pooled, gallery, skipped = [], [[] for _ in config.layers], []
-    for _, batch, errors in batched_inputs(train_paths, spec, config.batch_size, "features", quiet):
+    for _, batch, errors in batched_inputs(
+        train_paths,
+        spec,
+        config.batch_size,
+        "features",
+        quiet,
+        augment=AUGMENTATIONS[config.augment],
+        seed=config.seed,
+    ):
         skipped += [str(e) for e in errors]
         if not len(batch):
             continue

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from edgead.detectors.options import AUGMENT
+
 FIT = [
+    AUGMENT,
     click.option(
         "--k",
         "k",
