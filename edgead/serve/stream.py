@@ -162,7 +162,7 @@ class Stream:
         }
         self.feedback.remember(frame.seq, frame.image, entry)
         checked = self.drift.add(result.image_score, anomalous)
-        if checked is not None and checked.state != self._drift_state:
+        if checked is not None and (checked.state == "drift") != (self._drift_state == "drift"):
             self._drift_changed(checked)
         m = self.metrics
         labels = (self.name, self.runner.name)
@@ -227,7 +227,7 @@ class Stream:
 
     def _drift_changed(self, status: DriftStatus) -> None:
         """A drift alarm raised or cleared: logged and appended to OUT/<stream>/drift.jsonl."""
-        self._drift_state = status.state
+        self._drift_state = status.state  # only raised and cleared are events
         record = {"stream": self.name, "at": time.time(), **status.to_dict()}
         if status.state == "drift":
             log.warning("[%s] drift: %s. %s", self.name, "; ".join(status.alarms), status.advice)

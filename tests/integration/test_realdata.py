@@ -64,12 +64,14 @@ def test_real_category(detector, category, tmp_path):
         bound = PIXEL_BOUND.get((detector, category), MIN_PIXEL_ROCAUC[category])
         assert metrics["pixel_rocauc"] >= bound, metrics
 
-    # the threshold comes from held-out good images at 1%; what it costs on the test set: at
-    # most 2 good images flagged (measured 0-2 for every pair: README, Thresholds)
+    # the threshold comes from held-out good images at 1%, bounded at 95% confidence; what it
+    # costs on the test set: at most 1 good image flagged (measured 0-1 for every pair with
+    # the newest held out: README, Thresholds)
     manifest = json.loads((bundle / "manifest.json").read_text())
     cal = manifest["normalization"]["calibration"]
     assert cal["target_frr"] == 0.01 and cal["image"]["n_images"] >= 20, cal
-    assert cal["test"]["false_rejects"] <= 2, cal["test"]
+    assert cal["confidence"] == 0.95 and cal["image"]["frr_bound"] <= 0.0101, cal["image"]
+    assert cal["test"]["false_rejects"] <= 1, cal["test"]
     assert cal["f1_optimal"]["note"].startswith("diagnostic")
 
     # FP32 graph: reproduces the original; FP16 graph: ROCAUC within 0.5 points of it (#5)
@@ -84,6 +86,30 @@ def test_real_category(detector, category, tmp_path):
         rows = {r["check"].split(" (")[0]: r for r in parity["rows"]}
         assert rows["image ROCAUC"]["ok"] and rows["per-image score"]["ok"], precision
         assert parity["latency_ms"]["backbone"]["p50"] > 0
+
+    if detector == "patchcore" and category != "mvtec_bottle":  # bottle ships without masks
+        assert regions_on_defects(bundle, data) >= 0.8
+
+
+def regions_on_defects(bundle, data) -> float:
+    """Of the defective test images the bundle flags, the share with a region box on the
+    ground-truth defect (measured: tire 3 of 3, juice 106 of 108 with PatchCore's defaults)."""
+    import cv2
+
+    from edgead.data.datasets import open_dataset
+    from edgead.runtime import Pipeline
+
+    bad = [s for s in open_dataset(data).test_samples() if s.label == 1]
+    flagged = hit = 0
+    with Pipeline(bundle) as pipeline:
+        for sample, r in zip(bad, pipeline.predict_files([s.path for s in bad]), strict=True):
+            if r.label != "anomalous":
+                continue
+            flagged += 1
+            mask = cv2.imread(str(sample.mask_path), cv2.IMREAD_GRAYSCALE) > 0
+            hit += any(mask[g.y : g.y + g.height, g.x : g.x + g.width].any() for g in r.regions)
+    assert flagged >= 3, "too few defects flagged to judge the regions"
+    return hit / flagged
 
 
 # PUAD (which carries EfficientAD's map and score) with a CI-sized training run: 128x128, 60

@@ -101,6 +101,12 @@ def test_operator_confirmations_are_kept_and_give_live_rates(server, clip_frames
     confirm(server, "good", seq=seen[-1]["seq"])
     status = server.status()
     assert status["feedback"]["confirmed_good"] == 6
+    # every verdict says where: regions in the API and in the saved events
+    assert isinstance(status["latest"]["regions"], list)
+    record = server.client.get(f"/api/events/{event['id']}/record").json()
+    assert record["regions"] and {"x", "y", "width", "height", "area", "peak"} <= set(
+        record["regions"][0]
+    )
     text = server.client.get("/metrics").text
     assert metric(text, "edgead_confirmed_good", stream="default") == 6.0
     # what cannot be taken is said
