@@ -4,8 +4,9 @@ Writing: everything goes into a temporary sibling folder, each file is flushed a
 checksums are taken from what is on disk, and only then is the folder renamed into place.
 A crash leaves either the old bundle or the new one, never half of one.
 
-Reading: the manifest must parse and have a compatible schema version; every artifact must
-exist with the recorded size and sha256.
+Reading: the manifest must parse, have a compatible schema version and match its own digest
+(``edgead.bundle.integrity``: an edit names the fields it changed); every artifact must exist
+with the recorded size and sha256; with a public key, the bundle must carry a valid signature.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgead.bundle.integrity import check_manifest_digest
 from edgead.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION, Artifact, Manifest
 from edgead.errors import BundleError
 
@@ -178,6 +180,29 @@ class Bundle:
         return self.manifest.has_artifact(role)
 
 
+def _newer_than(version: str, than: str) -> bool:
+    try:
+        return tuple(int(v) for v in version.split(".")) > tuple(int(v) for v in than.split("."))
+    except ValueError:
+        return True  # an unreadable version claims nothing older: the digest is required
+
+
+_said_undigested: set[Path] = set()
+
+
+def _say_undigested(path: Path) -> None:
+    """Bundles written before manifests carried a digest load; that edits to them cannot be
+    detected is said once per bundle."""
+    if path in _said_undigested:
+        return
+    _said_undigested.add(path)
+    log.warning(
+        "%s: written by an older edgead without a manifest digest: an edit to it cannot be "
+        "detected; `edgead calibrate` or a re-export adds one",
+        path,
+    )
+
+
 def read_manifest(root: str | Path) -> Manifest:
     root = Path(root)
     if not root.is_dir():
@@ -195,19 +220,30 @@ def read_manifest(root: str | Path) -> Manifest:
             f"{manifest_path}: schema version {version or '(none)'} is not supported by this "
             f"edgead (reads {SCHEMA_VERSION.split('.')[0]}.x); {REEXPORT_HINT} with this version"
         )
+    if "digest" in data or _newer_than(version, "1.1"):
+        check_manifest_digest(data, manifest_path, REEXPORT_HINT)
+    else:
+        _say_undigested(manifest_path)
     try:
         return Manifest.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{manifest_path}: malformed manifest ({exc}); {REEXPORT_HINT}") from exc
 
 
-def open_bundle(root: str | Path, verify: bool = True) -> Bundle:
-    """Read a bundle's manifest and (by default) verify every artifact's size and checksum."""
+def open_bundle(
+    root: str | Path, verify: bool = True, public_key: str | Path | None = None
+) -> Bundle:
+    """Read a bundle's manifest and (by default) verify every artifact's size and checksum;
+    with ``public_key``, also that the bundle is signed by its holder."""
     root = Path(root)
     manifest = read_manifest(root)
     if verify:
         for artifact in manifest.artifacts:
             verify_artifact(root, artifact)
+    if public_key is not None:
+        from edgead.bundle.integrity import verify_signature
+
+        verify_signature(root, public_key)
     return Bundle(root, manifest)
 
 

@@ -12,7 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.1"  # 1.1: normalization.calibration, revision, history
+# 1.1: normalization.calibration, revision, history; 1.2: digest (the manifest's own checksum)
+SCHEMA_VERSION = "1.2"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -160,6 +161,9 @@ class Manifest:
     # 1 as exported; each later change (``edgead calibrate``) adds one and a history entry
     revision: int = 1
     history: list[dict[str, Any]] = field(default_factory=list)
+    # sha256 of this manifest's canonical JSON, whole and per field (edgead.bundle.integrity):
+    # set by to_json, checked by every open
+    digest: dict[str, Any] = field(default_factory=dict)
 
     def artifact(self, role: str) -> Artifact:
         for artifact in self.artifacts:
@@ -171,7 +175,12 @@ class Manifest:
         return any(a.role == role for a in self.artifacts)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        """The manifest as written: JSON with its digest over everything else."""
+        from edgead.bundle.integrity import manifest_digest
+
+        data = json.loads(json.dumps(asdict(self)))  # tuples as lists, as they read back
+        data["digest"] = manifest_digest(data)
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:

@@ -11,6 +11,7 @@ from edgead.cli import (  # noqa: F401
     parity,
     run,
     serve,
+    sign,
     triton,
 )
 from edgead.cli.detector_verbs import export, fit

@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from edgead.cli.main import EXIT_DRIFT, main
-from edgead.cli.options import THRESHOLD, drift_options, region_options, runtime_options
+from edgead.cli.options import (
+    REQUIRE_SIGNATURE,
+    THRESHOLD,
+    drift_options,
+    region_options,
+    runtime_options,
+)
 from edgead.errors import EdgeadError
 
 
@@ -46,6 +52,7 @@ def drift_table(checks: list[dict], limit: int = 12) -> str:
 @click.argument("images", type=click.Path(exists=True))
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write every check.")
 @THRESHOLD
+@REQUIRE_SIGNATURE
 @region_options
 @drift_options
 @runtime_options
@@ -58,6 +65,7 @@ def drift(
     threshold: float | None,
     min_region_area: int,
     require_region: bool,
+    public_key: str | None,
     backend: str,
     device: str | None,
     precision: str,
@@ -83,7 +91,15 @@ def drift(
     settings = ctx.obj["drift"]
     rules = VerdictRules(min_region_area, require_region)
     with Pipeline(
-        bundle, backend, device, precision, search, threshold, ctx.obj.get("threads"), rules
+        bundle,
+        backend,
+        device,
+        precision,
+        search,
+        threshold,
+        ctx.obj.get("threads"),
+        rules,
+        public_key,
     ) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, settings)
         if not monitor.enabled:

@@ -144,6 +144,15 @@ def drift_options(f: Callable) -> Callable:
     return apply_options(DRIFT_OPTIONS, f)
 
 
+REQUIRE_SIGNATURE = click.option(
+    "--require-signature",
+    "public_key",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Run only a bundle signed with the private key of this public key (PEM; "
+    "`edgead keygen`, `edgead sign`).",
+)
+
 BACKEND = click.option(
     "--backend",
     type=click.Choice(BACKENDS),

@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from edgead.cli.main import EXIT_SKIPPED, main
-from edgead.cli.options import THRESHOLD, drift_options, region_options, runtime_options
+from edgead.cli.options import (
+    REQUIRE_SIGNATURE,
+    THRESHOLD,
+    drift_options,
+    region_options,
+    runtime_options,
+)
 from edgead.cli.output import ResultWriter, failure_row, prediction_row
 from edgead.errors import EdgeadError
 
@@ -26,6 +32,7 @@ log = logging.getLogger("edgead")
 @click.option("--batch", default=1, show_default=True, help="Images per inference call.")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
 @THRESHOLD
+@REQUIRE_SIGNATURE
 @region_options
 @drift_options
 @runtime_options
@@ -45,6 +52,7 @@ def run(
     threshold: float | None,
     min_region_area: int,
     require_region: bool,
+    public_key: str | None,
 ) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays.
 
@@ -73,7 +81,15 @@ def run(
     # the bundle opens (and is verified) before anything is written
     rules = VerdictRules(min_region_area, require_region)
     with Pipeline(
-        bundle, backend, device, precision, search, threshold, ctx.obj.get("threads"), rules
+        bundle,
+        backend,
+        device,
+        precision,
+        search,
+        threshold,
+        ctx.obj.get("threads"),
+        rules,
+        public_key,
     ) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, ctx.obj["drift"])
         first_alarm = None

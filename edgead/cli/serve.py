@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from edgead.cli.main import main
-from edgead.cli.options import THRESHOLD, drift_options, region_options, runtime_options
+from edgead.cli.options import (
+    REQUIRE_SIGNATURE,
+    THRESHOLD,
+    drift_options,
+    region_options,
+    runtime_options,
+)
 from edgead.errors import EdgeadError
 
 
@@ -50,6 +56,7 @@ from edgead.errors import EdgeadError
     "[env: EDGEAD_TOKEN].",
 )
 @THRESHOLD
+@REQUIRE_SIGNATURE
 @region_options
 @drift_options
 @runtime_options
@@ -97,6 +104,7 @@ def serve(
     threshold: float | None,
     min_region_area: int,
     require_region: bool,
+    public_key: str | None,
 ) -> None:
     """Score a camera, video, stream or folder with BUNDLE behind a live web page and API;
     or, with --config, many sources with several bundles in one server."""
@@ -142,6 +150,7 @@ def serve(
         threshold=threshold,
         threads=ctx.obj.get("threads"),
         rules=VerdictRules(min_region_area, require_region),
+        public_key=public_key,
     )
     options = ServeOptions(
         queue_size=queue_size,

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from edgead.bundle import roles
+from edgead.bundle.integrity import SIGNATURE_NAME
 from edgead.bundle.io import atomic_directory, open_bundle
-from edgead.bundle.manifest import MANIFEST_NAME
+from edgead.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION
 from edgead.bundle.references import read_reference_labels
 from edgead.data.datasets import folder_samples
 from edgead.errors import EdgeadError
@@ -112,6 +113,9 @@ def _copy_tree(src: Path, dst: Path) -> None:
     for path in src.iterdir():
         if path.name == MANIFEST_NAME:
             continue
+        if path.name == SIGNATURE_NAME:  # it signed the old manifest: sign the new one again
+            log.warning("%s was signed; the new revision is not: sign it with `edgead sign`", src)
+            continue
         target = dst / path.name
         if path.is_dir():
             shutil.copytree(path, target)
@@ -182,7 +186,11 @@ def calibrate_bundle(
         "image_threshold": [m.normalization.image_threshold, normalization.image_threshold],
     }
     manifest = dataclasses.replace(
-        m, normalization=normalization, revision=m.revision + 1, history=[*m.history, entry]
+        m,
+        normalization=normalization,
+        revision=m.revision + 1,
+        history=[*m.history, entry],
+        schema_version=SCHEMA_VERSION,  # written by this version: with a digest
     )
     target = Path(out) if out is not None else bundle.root
     with atomic_directory(target, overwrite=True) as staging:

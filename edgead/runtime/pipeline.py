@@ -114,11 +114,14 @@ class Pipeline:
         threshold: float | None = None,
         threads: int | None = None,
         rules: VerdictRules = DEFAULT_RULES,
+        public_key: str | Path | None = None,
     ):
         self.rules = rules
-        # what ``reopen`` needs to load a new revision the same way
-        self._settings = (backend, device, precision, search, threshold, threads, rules)
-        self.bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        # what ``reopen`` needs to load a new revision the same way (signed by the same key)
+        self._settings = (backend, device, precision, search, threshold, threads, rules, public_key)
+        self.bundle = (
+            bundle if isinstance(bundle, Bundle) else open_bundle(bundle, public_key=public_key)
+        )
         m = self.bundle.manifest
         self.spec = m.input
         # the verdict's threshold: the bundle's calibrated one unless overridden (--threshold)

@@ -79,6 +79,7 @@ class ServeSettings:
     threshold: float | None = None  # the verdict's threshold instead of the bundle's
     threads: int | None = None
     rules: VerdictRules = field(default_factory=VerdictRules)
+    public_key: str | None = None  # run only bundles signed with its private key
 
 
 def checked_token(settings: ServeSettings) -> str | None:
@@ -132,6 +133,7 @@ def serve(
         settings.threshold,
         settings.threads,
         settings.rules,
+        settings.public_key,
     )
     service = Service.single(pipeline, source, out_dir, options)
     what = f"{pipeline.bundle.root} ({pipeline.describe()}) from {source.name}"
@@ -143,6 +145,7 @@ def build_service(
     out_dir: str | Path,
     threads: int | None = None,
     options: ServeOptions | None = None,
+    public_key: str | None = None,
 ) -> Service:
     """The streams of a config file, each bundle loaded once (all checked before any starts).
 
@@ -192,6 +195,7 @@ def build_service(
                         rt.min_region_area if b.min_region_area is None else b.min_region_area,
                         rt.require_region if b.require_region is None else b.require_region,
                     ),
+                    public_key,
                 )
             except EdgeadError as exc:
                 raise EdgeadError(f"{config_path}: bundle {name}: {exc}") from exc
@@ -225,7 +229,7 @@ def serve_config(
 ) -> Service:
     """Many streams from a config file; runs until SIGINT/SIGTERM; returns the stopped service."""
     token = checked_token(settings)
-    service = build_service(config_path, out_dir, settings.threads, options)
+    service = build_service(config_path, out_dir, settings.threads, options, settings.public_key)
     what = (
         f"{len(service.streams)} streams on {len(service.runners)} bundles "
         f"({', '.join(r.name for r in service.runners)}) from {config_path}"

@@ -1,0 +1,78 @@
+"""Nothing silently wrong: an edited manifest is refused by every verb that opens the bundle,
+a recalibrated bundle carries a fresh digest, and a site can require signed bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from edgead.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture()
+def bundle(patchcore_bundle, tmp_path) -> Path:
+    path = tmp_path / "bundle"
+    shutil.copytree(patchcore_bundle, path)
+    return path
+
+
+def edit(path: Path, change) -> None:
+    data = json.loads((path / "manifest.json").read_text())
+    change(data)
+    (path / "manifest.json").write_text(json.dumps(data, indent=2))
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            lambda d: d["normalization"].update(
+                image_threshold=d["normalization"]["image_threshold"] + 10
+            ),
+            "normalization.image_threshold",
+        ),
+        (lambda d: d["input"].update(channel_order="BGR"), "input.channel_order"),
+    ],
+)
+def test_an_edited_manifest_is_refused_by_run_and_parity(
+    bundle, synthetic_data, tmp_path, change, named
+):
+    edit(bundle, change)
+    images = synthetic_data / "test" / "good"
+    r = invoke("run", bundle, images, "--out", tmp_path / "out")
+    assert r.exit_code == 1 and f"{named} changed after the bundle was written" in r.output
+    assert not (tmp_path / "out").exists()  # nothing written
+    r = invoke("parity", bundle)  # without data too
+    assert r.exit_code == 1 and named in r.output
+
+
+def test_calibrate_writes_a_new_digest_and_drops_the_old_signature(
+    bundle, synthetic_data, tmp_path
+):
+    pytest.importorskip("cryptography")
+    assert invoke("keygen", tmp_path / "site.key").exit_code == 0
+    key, pub = tmp_path / "site.key", tmp_path / "site.key.pub"
+    images = synthetic_data / "test" / "good"
+    r = invoke("run", bundle, images, "--out", tmp_path / "o1", "--require-signature", pub)
+    assert r.exit_code == 1 and "not signed" in r.output
+    r = invoke("sign", bundle, "--key", key, "--signer", "QA")
+    assert r.exit_code == 0 and "signed" in r.output
+    r = invoke("run", bundle, images, "--out", tmp_path / "o2", "--require-signature", pub)
+    assert r.exit_code == 0, r.output
+    r = invoke("calibrate", bundle, synthetic_data / "train" / "good")
+    assert r.exit_code == 0, r.output
+    assert not (bundle / "signature.json").exists()  # the new revision is unsigned
+    r = invoke("run", bundle, images, "--out", tmp_path / "o3")  # its digest is valid
+    assert r.exit_code == 0, r.output
+    r = invoke("run", bundle, images, "--out", tmp_path / "o4", "--require-signature", pub)
+    assert r.exit_code == 1 and "not signed" in r.output
