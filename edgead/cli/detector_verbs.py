@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from edgead.cli.main import EdgeadGroup, import_torch_side
-from edgead.cli.options import QUIET, THREADS
+from edgead.cli.options import MAX_PIXELS, QUIET, THREADS
 from edgead.cli.report import metrics_table
 from edgead.detectors.registry import Detector, apply_options, detector_names, get_detector
 from edgead.errors import EdgeadError
@@ -130,6 +130,7 @@ def make_fit(detector: Detector) -> click.Command:
         *FIT_OPTIONS,
         *detector.fit_options(),
         THREADS,
+        MAX_PIXELS,
         QUIET,
     ]
     return click.command(detector.name, short_help=detector.summary)(
@@ -190,6 +191,7 @@ def make_export(detector: Detector) -> click.Command:
         *FIT_OPTIONS,
         *detector.fit_options(),
         THREADS,
+        MAX_PIXELS,
         QUIET,
     ]
     return click.command(detector.name, short_help=detector.summary)(

@@ -22,6 +22,15 @@ def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     return value
 
 
+def _max_pixels(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    from edgead.data.images import set_max_pixels
+
+    try:
+        return set_max_pixels(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 def _threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
     from edgead.threads import configure
 
@@ -47,6 +56,16 @@ THREADS = click.option(
     callback=_threads,
     help="Threads for onnxruntime, faiss, BLAS, numba and torch alike [default: the cores "
     "this process may use].",
+)
+MAX_PIXELS = click.option(
+    "--max-pixels",
+    type=int,
+    default=64_000_000,
+    show_default=True,
+    expose_value=False,
+    callback=_max_pixels,
+    help="Images declaring more pixels are refused from their header, before decoding "
+    "(reported and skipped; a decompression bomb costs nothing).",
 )
 THRESHOLD = click.option(
     "--threshold",
@@ -186,7 +205,7 @@ SEARCH = click.option(
 )
 
 # every verb that runs a bundle
-RUNTIME = [BACKEND, PRECISION, SEARCH, DEVICE, THREADS, QUIET]
+RUNTIME = [BACKEND, PRECISION, SEARCH, DEVICE, THREADS, MAX_PIXELS, QUIET]
 
 
 def runtime_options(f: Callable) -> Callable:

@@ -6,6 +6,9 @@ Grayscale is replicated to three channels, alpha is dropped, 16-bit images are s
 
 from __future__ import annotations
 
+import io
+import re
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -48,23 +51,59 @@ def to_rgb8(image: np.ndarray, source: str = "<array>") -> np.ndarray:
     raise ImageDecodeError(source, f"unsupported number of channels: {channels}")
 
 
+def set_max_pixels(limit: int) -> int:
+    """The process's pixel limit for every decode (``--max-pixels``); returns it."""
+    global MAX_PIXELS
+    if limit < 1:
+        raise ValueError(f"max pixels {limit}: expected 1 or more")
+    MAX_PIXELS = int(limit)
+    return MAX_PIXELS
+
+
+def image_header(data: bytes) -> tuple[int, int, str] | None:
+    """(width, height, format) from an encoded image's header, without decoding a pixel
+    (Pillow reads the header lazily); None when Pillow does not know the format."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow's own bomb limit is not ours: it only reads the header here
+            with Image.open(io.BytesIO(data)) as header:
+                return header.size[0], header.size[1], header.format or ""
+    except Image.DecompressionBombError as exc:
+        match = re.search(r"(\d+) pixels", str(exc))
+        n = int(match.group(1)) if match else 2**62
+        return n, 1, "unknown"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def _too_large(source: str, width: int, height: int, max_pixels: int) -> ImageDecodeError:
+    size = f"{width}x{height} pixels" if height > 1 else f"{width:,} pixels"
+    return ImageDecodeError(source, f"{size} is over the limit of {max_pixels:,} pixels")
+
+
 def decode_with_channels(
     data: bytes, source: str = "<bytes>", max_pixels: int | None = None
 ) -> tuple[np.ndarray, int]:
-    """Decode an encoded image to RGB uint8, with the colour channels its file had; images over
-    ``max_pixels`` (default ``MAX_PIXELS``) are refused."""
+    """Decode an encoded image to RGB uint8, with the colour channels its file had. Images over
+    ``max_pixels`` (default ``MAX_PIXELS``, ``--max-pixels``) are refused from their header,
+    before a pixel is decoded (a 2.7 MB PNG can declare 30000x30000: 900 MB decoded), and
+    again from the decoded size for formats Pillow cannot read the header of."""
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if not data:
         raise ImageDecodeError(source, "empty file")
+    header = image_header(data)
+    if header is not None and header[0] * header[1] > max_pixels:
+        raise _too_large(source, header[0], header[1], max_pixels)
     buffer = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageDecodeError(source, "not a readable image (corrupt or unsupported format)")
     height, width = image.shape[:2]
     if width * height > max_pixels:
-        raise ImageDecodeError(
-            source, f"{width}x{height} pixels is over the limit of {max_pixels:,} pixels"
-        )
+        raise _too_large(source, width, height, max_pixels)
     return to_rgb8(image, source), source_channels(image)
 
 

@@ -76,3 +76,24 @@ def test_calibrate_writes_a_new_digest_and_drops_the_old_signature(
     assert r.exit_code == 0, r.output
     r = invoke("run", bundle, images, "--out", tmp_path / "o4", "--require-signature", pub)
     assert r.exit_code == 1 and "not signed" in r.output
+
+
+def test_run_refuses_an_image_over_the_pixel_limit_from_its_header(
+    patchcore_bundle, synthetic_data, tmp_path
+):
+    import csv
+
+    from tests.unit.test_images import bomb_png
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    bomb_png(folder / "bomb.png", 12000, 12000)
+    shutil.copy(next((synthetic_data / "test" / "good").glob("*.png")), folder / "part.png")
+    r = invoke("run", patchcore_bundle, folder, "--out", tmp_path / "out", "--no-overlays")
+    assert r.exit_code == 3, r.output
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(f)}
+    assert "12000x12000 pixels is over the limit of 64,000,000" in rows["bomb.png"]["error"]
+    assert rows["part.png"]["label"] in ("good", "anomalous")
+    r = invoke("run", patchcore_bundle, folder, "--out", tmp_path / "o2", "--max-pixels", "1000")
+    assert r.exit_code == 3 and "2 of 2 inputs skipped" in r.output

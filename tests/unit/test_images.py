@@ -79,3 +79,67 @@ def test_mask_is_binarised(tmp_path):
     m[2, 2] = 255
     mask = read_mask(write(tmp_path / "m.png", m))
     assert mask.sum() == 2 and mask.max() == 1
+
+
+def bomb_png(path, width: int = 30000, height: int = 30000) -> None:
+    """A small PNG declaring width x height gray pixels, written row by row (never in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+        z = zlib.compressobj(9)
+        row = b"\x00" * (width + 1)
+        data = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+        f.write(chunk(b"IDAT", data))
+        f.write(chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_with_little_memory(tmp_path):
+    """The 30000x30000 PNG (900 MB decoded) is refused before decoding: the whole process
+    that reads it stays under 300 MB at its peak."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.png"
+    bomb_png(bomb)
+    assert bomb.stat().st_size < 3_000_000
+    code = (
+        "import resource, sys\n"
+        "from edgead.data.images import read_image\n"
+        "from edgead.errors import ImageDecodeError\n"
+        "try:\n"
+        f"    read_image({str(bomb)!r})\n"
+        "except ImageDecodeError as exc:\n"
+        "    print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    # Pillow's own bomb guard reports the count (900,000,000), which is refused as it stands
+    assert "900,000,000 pixels is over the limit of 64,000,000 pixels" in out[0]
+    assert "bomb.png" in out[0]
+    assert int(out[-1]) < 300, out  # MB
+
+
+def test_the_pixel_limit_is_a_setting():
+    import cv2
+    import numpy as np
+
+    from edgead.data import images
+
+    _, png = cv2.imencode(".png", np.zeros((100, 100), np.uint8))
+    previous = images.MAX_PIXELS
+    try:
+        images.set_max_pixels(5000)
+        with pytest.raises(ImageDecodeError, match="100x100 pixels is over the limit of 5,000"):
+            images.decode_image(png.tobytes(), "small.png")
+    finally:
+        images.set_max_pixels(previous)
+    assert images.decode_image(png.tobytes()).shape == (100, 100, 3)
