@@ -41,6 +41,20 @@ from edgead.errors import EdgeadError
 )
 @click.option("--loop/--no-loop", default=False, show_default=True, help="Replay a video file.")
 @click.option(
+    "--live",
+    is_flag=True,
+    help="Treat a video file as a camera: drop the oldest frame when inference is behind "
+    "(default for a video: score every frame).",
+)
+@click.option(
+    "--give-up-after",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds of retries before a source that never opened is given up (the stream "
+    "fails; with one stream the server exits 1). A source that was live is retried for good.",
+)
+@click.option(
     "--fps",
     default=None,
     type=float,
@@ -87,6 +101,8 @@ def serve(
     rtsp: str | None,
     folder: str | None,
     loop: bool,
+    live: bool,
+    give_up_after: float,
     fps: float | None,
     host: str,
     port: int,
@@ -159,12 +175,15 @@ def serve(
         backoff_initial=min(0.5, reconnect_max_s),
         backoff_max=reconnect_max_s,
         drift=ctx.obj["drift"],
+        give_up_after=give_up_after,
     )
     if config is not None:
         service = serve_config(config, out, settings, options)
         where = f"{out}/<stream>/events"
     else:
-        source = make_source(camera, video, rtsp, folder, fps, loop)
+        if live and video is None:
+            raise click.UsageError("--live marks a --video file as a camera; drop it")
+        source = make_source(camera, video, rtsp, folder, fps, loop, live or None)
         service = run_server(bundle, source, out, settings, options)
         where = str(service.first.recorder.folder)
     t = service.totals()

@@ -1,9 +1,16 @@
 """The capture side of ``edgead serve``: a thread that reads a source into a bounded queue.
 
-When inference is slower than the camera, the queue drops its *oldest* frame for each new one
-and counts the drop: the line wants the newest frame scored, not a growing backlog. The
-standard library's queue.Queue blocks or refuses the *newest* item when full, so the few lines
-of drop-oldest logic are written here.
+For a live source (a camera, a stream), when inference is slower than the source the queue
+drops its *oldest* frame for each new one and counts the drop: the line wants the newest frame
+scored, not a growing backlog. The standard library's queue.Queue blocks or refuses the
+*newest* item when full, so the few lines of drop-oldest logic are written here. Files are not
+frames: for a folder (or a video not marked live) the capture waits for room instead, and
+every file is scored.
+
+A source that has never opened (a wrong path, a file no decoder reads, a camera that is not
+there) is retried with backoff for ``give_up_after`` seconds, then the stream is ``failed``
+with the reason; one that was live and is lost is retried for as long as the server runs (a
+camera being power-cycled comes back).
 """
 
 from __future__ import annotations
@@ -33,26 +40,33 @@ class Frame:
 class FrameQueue:
     """Bounded, drop-oldest, thread-safe."""
 
-    def __init__(self, maxsize: int = 2):
+    def __init__(self, maxsize: int = 2, drop_oldest: bool = True):
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self._items: deque[Frame] = deque()
         self._maxsize = maxsize
+        self.drop_oldest = drop_oldest
         self._cond = threading.Condition()
         self.dropped = 0
         # called after each put, outside the queue's lock: a runner that serves several
         # queues waits on its own condition, not on each queue's
         self.listener: Callable[[], None] | None = None
 
-    def put(self, frame: Frame) -> bool:
-        """Add a frame; True when an older one was dropped to make room."""
+    def put(self, frame: Frame, stop: threading.Event | None = None) -> bool:
+        """Add a frame; True when an older one was dropped to make room. Without
+        ``drop_oldest``, wait for room instead (until ``stop`` is set: then the frame is not
+        added and False is returned)."""
         with self._cond:
+            while not self.drop_oldest and len(self._items) >= self._maxsize:
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.1)
             dropped = len(self._items) >= self._maxsize
             if dropped:
                 self._items.popleft()
                 self.dropped += 1
             self._items.append(frame)
-            self._cond.notify()
+            self._cond.notify_all()
         if self.listener is not None:
             self.listener()
         return dropped
@@ -61,11 +75,17 @@ class FrameQueue:
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+            return self._take()
 
     def get_nowait(self) -> Frame | None:
         with self._cond:
-            return self._items.popleft() if self._items else None
+            return self._take()
+
+    def _take(self) -> Frame | None:
+        if not self._items:
+            return None
+        self._cond.notify_all()  # a waiting capture has room now
+        return self._items.popleft()
 
     def __len__(self) -> int:
         with self._cond:
@@ -91,7 +111,7 @@ class Backoff:
 
 @dataclass
 class SourceStatus:
-    state: str = "connecting"  # connecting | live | reconnecting | ended | stopped
+    state: str = "connecting"  # connecting | live | reconnecting | ended | failed | stopped
     name: str = ""
     reconnects: int = 0  # successful re-opens after a loss
     attempts: int = 0  # failed opens since the last success
@@ -124,6 +144,8 @@ class CaptureThread(threading.Thread):
         queue: FrameQueue,
         backoff: Backoff | None = None,
         on_frame_error: callable | None = None,
+        give_up_after: float | None = None,
+        on_failed: Callable[[str], None] | None = None,
     ):
         super().__init__(name="edgead-capture", daemon=True)
         self.source = source
@@ -131,6 +153,9 @@ class CaptureThread(threading.Thread):
         self.backoff = backoff or Backoff()
         self.status = SourceStatus(name=source.name)
         self.on_frame_error = on_frame_error or (lambda message: None)
+        self.give_up_after = give_up_after
+        self.on_failed = on_failed or (lambda reason: None)
+        self._first_attempt: float | None = None
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._seq = 0
@@ -161,6 +186,16 @@ class CaptureThread(threading.Thread):
         try:
             self.source.open()
         except SourceLostError as exc:
+            now = time.monotonic()
+            self._first_attempt = self._first_attempt or now
+            waited = now - self._first_attempt
+            if not ever_opened and self.give_up_after is not None and waited >= self.give_up_after:
+                reason = f"{exc} (gave up after {waited:.0f} s of retries, --give-up-after)"
+                self._set("failed", reason)
+                log.error("source %s failed: %s", self.source.name, reason)
+                self._stop_event.set()
+                self.on_failed(reason)
+                return False
             delay = self.backoff.next()
             with self._lock:
                 self.status.attempts += 1
@@ -223,7 +258,8 @@ class CaptureThread(threading.Thread):
                 self._seq += 1
                 with self._lock:
                     self.status.frames += 1
-                self.queue.put(Frame(self._seq, source_id, image, time.time()))
+                self.queue.put(Frame(self._seq, source_id, image, time.time()), self._stop_event)
         finally:
             self.source.close()
-            self._set("stopped")
+            if self.state != "failed":
+                self._set("stopped")

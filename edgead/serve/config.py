@@ -71,6 +71,7 @@ class StreamConfig(_Strict):
     folder: str | None = None
     fps: float | None = Field(default=None, ge=0)
     loop: bool = False
+    live: bool | None = None  # a video as a camera (drop-oldest); cameras and streams are
     threshold: float | None = None
 
     @model_validator(mode="after")

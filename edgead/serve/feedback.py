@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from edgead.bundle.io import write_file_atomic
+from edgead.serve.recorder import EventRecorder
 
 LABELS = ("good", "defective")
 
@@ -106,6 +107,20 @@ class FeedbackStore:
                     (self.folder / before.label / f"{stem}{suffix}").unlink(missing_ok=True)
             self._confirmed[stem] = _Confirmed(label, record["verdict"] == "anomalous", stem)
         return record
+
+    def confirm_seen(
+        self, label: str, seq: int | None, event: str | None, recorder: EventRecorder, extra: dict
+    ) -> dict:
+        """Confirm a recent frame (``seq``) or a saved event (``event``, its JPEG frame)."""
+        found = self.recent(seq) if seq is not None else None
+        if found is None and event is not None:
+            found = recorder.read_event(event)
+        if found is None:
+            what = f"frame {seq}" if seq is not None else f"event {event}"
+            raise FeedbackError(f"{what} is no longer held (confirm a recent frame or event)", 404)
+        image, entry = found
+        record = self.confirm(label, image, entry, extra)
+        return {"confirmed": record, "feedback": self.rates()}
 
     def rates(self) -> dict:
         """Confirmed counts and the live false-reject and detection rates from them."""

@@ -107,11 +107,19 @@ def _run(service: Service, settings: ServeSettings, token: str | None, what: str
         "?token=..." if token else "",
     )
     server = _Server(config, service)
+
+    def give_up() -> None:  # every source failed: nothing left to serve
+        server.should_exit = True
+
+    service.on_all_failed = give_up
     server.run()
     if not server.started:
         raise EdgeadError(f"could not listen on {settings.host}:{settings.port} (port in use?)")
     if server.stopped_by:
         log.info("%s received: stopped in order", server.stopped_by)
+    elif service.failed and len(service.failed) == len(service.streams):
+        reasons = "; ".join(f"{name}: {why}" for name, why in service.failed.items())
+        raise EdgeadError(f"no source can deliver frames, stopped: {reasons}")
     return service
 
 
@@ -176,6 +184,7 @@ def build_service(
                 None if s.folder is None else str(base / s.folder),
                 s.fps,
                 s.loop,
+                s.live,
             )
         except EdgeadError as exc:
             raise EdgeadError(f"{config_path}: stream {s.name}: {exc}") from exc

@@ -52,6 +52,8 @@ class ServeOptions:
     # stream alone scores frame by frame, as it always has)
     max_batch: int = 1
     max_wait_ms: float = 10.0  # longest a first frame waits for the batch to fill
+    # a source that never opened is given up after this many seconds of retries (failed)
+    give_up_after: float | None = 30.0
     drift: DriftSettings = field(default_factory=DriftSettings)
     feedback_frames: int = 16  # recent frames an operator can still confirm (in memory)
 
@@ -186,6 +188,17 @@ class Service:
         self.started_at = time.time()
         self.closing = False  # set when a stop was asked for: streams end, state reports it
         self._stopped = threading.Event()
+        self.failed: dict[str, str] = {}  # stream -> why its source was given up
+        # called once no stream is left that can deliver (the server then exits non-zero)
+        self.on_all_failed: callable = lambda: None
+        for s in streams:
+            s.on_failed = self._stream_failed
+
+    def _stream_failed(self, stream: Stream, reason: str) -> None:
+        self.failed[stream.name] = reason
+        log.error("[%s] stream failed: %s", stream.name, reason)
+        if len(self.failed) == len(self.streams):
+            self.on_all_failed()
 
     @classmethod
     def single(

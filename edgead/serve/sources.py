@@ -44,9 +44,15 @@ class FrameError(EdgeadError):
 
 
 class FrameSource(ABC):
-    """One place frames come from. Not thread-safe: one capture thread owns it."""
+    """One place frames come from. Not thread-safe: one capture thread owns it.
+
+    ``live``: frames that are not scored in time are stale (a camera, a stream): the queue
+    drops the oldest. Files are not frames: a folder, or a video not marked live, is scored
+    whole, the capture waiting for inference instead of dropping.
+    """
 
     kind = ""
+    live = True
 
     def __init__(self, target: str):
         self.target = target
@@ -70,6 +76,12 @@ class FrameSource(ABC):
     def frame_interval(self) -> float:
         """Seconds between frames to pace reading at (0: as fast as frames come)."""
         return 0.0
+
+    def keep_state(self, folder: Path) -> None:  # noqa: B027 (most sources keep nothing)
+        """Where a source that must not repeat itself across restarts keeps what it did."""
+
+    def done(self, source_id: str) -> None:  # noqa: B027
+        """A frame of this source was scored (or reported bad): it is finished with."""
 
 
 def _checked_frame(frame: np.ndarray | None, where: str) -> np.ndarray:
@@ -95,11 +107,21 @@ class CaptureSource(FrameSource):
     # consecutive failed reads of a live camera/stream before it counts as lost
     MAX_FAILED_READS = 5
 
-    def __init__(self, target: str, kind: str, fps: float | None = None, loop: bool = False):
+    def __init__(
+        self,
+        target: str,
+        kind: str,
+        fps: float | None = None,
+        loop: bool = False,
+        live: bool | None = None,
+    ):
         super().__init__(target)
         self.kind = kind
         self.fps = fps
         self.loop = loop
+        # cameras and streams are live; a video file is scored frame by frame unless it
+        # stands in for a camera (--live)
+        self.live = kind != "video" if live is None else live
         self.ended = False
         self._cap: cv2.VideoCapture | None = None
         self._native_fps = 0.0
@@ -157,11 +179,16 @@ class CaptureSource(FrameSource):
 class FolderSource(FrameSource):
     """A watched folder ("hot folder"): every image in it, in name order, then each new one.
 
-    Files are read once each; a file that cannot be decoded is a FrameError naming it. A file
-    still being written is skipped until its size has stayed the same for one poll.
+    Files are not frames: every file is scored, once, in order, however long inference takes
+    (the capture waits; nothing is dropped). A file that cannot be decoded is a FrameError
+    naming it. A file still being written is skipped until its size has stayed the same for
+    one poll. With ``keep_state``, the names of finished files are appended to
+    ``folder_done.txt`` there, so a restart goes on where the last run stopped.
     """
 
     kind = "folder"
+    live = False
+    STATE_NAME = "folder_done.txt"
 
     def __init__(self, target: str, fps: float | None = None, poll: float = 0.2):
         super().__init__(target)
@@ -170,6 +197,19 @@ class FolderSource(FrameSource):
         self._seen: set[str] = set()
         self._sizes: dict[str, int] = {}
         self._pending: list[Path] = []
+        self._state: Path | None = None
+
+    def keep_state(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._state = folder / self.STATE_NAME
+        if self._state.is_file():
+            self._seen |= set(self._state.read_text().splitlines())
+
+    def done(self, source_id: str) -> None:
+        if self._state is None:
+            return
+        with open(self._state, "a") as f:  # one short line per file: an append is atomic
+            f.write(Path(source_id).name + "\n")
 
     def open(self) -> None:
         if not Path(self.target).is_dir():
@@ -209,6 +249,7 @@ class FolderSource(FrameSource):
         try:
             return str(path), read_image(path)
         except ImageDecodeError as exc:
+            self.done(str(path))  # reported: finished with, not retried after a restart
             raise FrameError(str(exc)) from exc
 
     def close(self) -> None:
@@ -229,8 +270,9 @@ def make_source(
     folder: str | None = None,
     fps: float | None = None,
     loop: bool = False,
+    live: bool | None = None,
 ) -> FrameSource:
-    """Exactly one of camera / video / rtsp / folder."""
+    """Exactly one of camera / video / rtsp / folder; ``live`` marks a video as a camera."""
     given = {
         k: v
         for k, v in {"camera": camera, "video": video, "rtsp": rtsp, "folder": folder}.items()
@@ -250,5 +292,5 @@ def make_source(
             raise EdgeadError(f"--rtsp {target}: expected a URL such as rtsp://host:554/stream")
         return CaptureSource(target, "stream", fps)
     if kind == "video":
-        return CaptureSource(target, "video", fps, loop)
+        return CaptureSource(target, "video", fps, loop, live)
     return FolderSource(target, fps)

@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from edgead.runtime.pipeline import Prediction
 from edgead.runtime.postprocess import normalize_score, overlay, verdict
 from edgead.runtime.timing import LatencyStats
 from edgead.serve.capture import Backoff, CaptureThread, Frame, FrameQueue
-from edgead.serve.feedback import FeedbackError, FeedbackStore
+from edgead.serve.feedback import FeedbackStore
 from edgead.serve.recorder import EventRecorder
 from edgead.serve.sources import FrameSource
 
@@ -57,12 +58,17 @@ class Stream:
         self.drift = DriftMonitor.for_normalization(self.norm, o.drift, name)
         self._drift_state = self.drift.status().state
         self.feedback = FeedbackStore(self.out_dir / "confirmed", o.feedback_frames)
-        self.queue = FrameQueue(o.queue_size)
+        # files are not frames: a folder (or a video not marked live) is scored whole
+        self.queue = FrameQueue(o.queue_size, drop_oldest=source.live)
+        source.keep_state(self.out_dir)
+        self.on_failed: Callable[[Stream, str], None] = lambda stream, reason: None
         self.capture = CaptureThread(
             source,
             self.queue,
             Backoff(o.backoff_initial, o.backoff_max),
             on_frame_error=lambda message: self.frame_error("source", message),
+            give_up_after=o.give_up_after,
+            on_failed=lambda reason: self.on_failed(self, reason),
         )
         self.capture.name = f"edgead-capture-{name}"
         self.recorder = EventRecorder(Path(out_dir) / "events", o.max_events, o.max_bytes)
@@ -160,6 +166,7 @@ class Stream:
             },
             "frame_age_ms": (now - frame.captured_at) * 1e3,
         }
+        self.source.done(frame.source_id)
         self.feedback.remember(frame.seq, frame.image, entry)
         checked = self.drift.add(result.image_score, anomalous)
         if checked is not None and (checked.state == "drift") != (self._drift_state == "drift"):
@@ -241,21 +248,9 @@ class Stream:
 
     def confirm(self, label: str, seq: int | None = None, event: str | None = None) -> dict:
         """An operator's confirmation of a recent frame (``seq``) or a saved event (``event``)."""
-        found = self.feedback.recent(seq) if seq is not None else None
-        if found is None and event is not None:
-            found = self.recorder.read_event(event)
-        if found is None:
-            what = f"frame {seq}" if seq is not None else f"event {event}"
-            raise FeedbackError(f"{what} is no longer held (confirm a recent frame or event)", 404)
-        image, entry = found
-        m = self.runner.pipeline.bundle.manifest
-        record = self.feedback.confirm(
-            label,
-            image,
-            entry,
-            {"threshold": self.norm.image_threshold, "bundle_revision": m.revision},
-        )
-        return {"confirmed": record, "feedback": self.feedback.rates()}
+        revision = self.runner.pipeline.bundle.manifest.revision
+        extra = {"threshold": self.norm.image_threshold, "bundle_revision": revision}
+        return self.feedback.confirm_seen(label, seq, event, self.recorder, extra)
 
     def frame_error(self, origin: str, message: str) -> None:
         if self.metrics is not None:

@@ -155,3 +155,60 @@ def test_folder_source_reports_a_corrupt_file_and_reads_the_rest(tmp_path: Path)
             got.append(Path(item[0]).name)
     assert got == ["a.png", "c.png"]
     assert len(errors) == 1 and "b.png: not a readable image" in errors[0]
+
+
+def test_files_are_not_frames_their_queue_waits_instead_of_dropping():
+    import threading
+    import time
+
+    q = FrameQueue(maxsize=2, drop_oldest=False)
+    assert not q.put(frame(1)) and not q.put(frame(2))
+    done = threading.Event()
+
+    def third():
+        q.put(frame(3))
+        done.set()
+
+    threading.Thread(target=third, daemon=True).start()
+    time.sleep(0.3)
+    assert not done.is_set()  # waiting for room, not dropping
+    assert q.get(0.01).seq == 1
+    assert done.wait(2) and q.dropped == 0
+    assert [q.get(0.01).seq for _ in range(2)] == [2, 3]
+    stop = threading.Event()
+    stop.set()
+    q.put(frame(4))
+    q.put(frame(5))
+    assert q.put(frame(6), stop) is False and len(q) == 2  # a stop ends the wait
+
+
+def test_a_folder_source_goes_on_where_the_last_run_stopped(tmp_path: Path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _, png = cv2.imencode(".png", np.zeros((16, 16, 3), np.uint8))
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(png.tobytes())
+    (folder / "0b.png").write_bytes(b"not an image")  # reported, not retried later
+    state = tmp_path / "state"
+    first = FolderSource(str(folder), poll=0.01)
+    first.keep_state(state)
+    first.open()
+    seen = []
+    for _ in range(4):
+        try:
+            item = first.read()
+        except FrameError:
+            continue  # reported; finished with all the same
+        seen.append(item[0])
+        first.done(item[0])
+        if len(seen) == 2:
+            break  # "crash" after two scored files
+    again = FolderSource(str(folder), poll=0.01)
+    again.keep_state(state)
+    again.open()
+    rest = []
+    while (item := again.read()) is not None:
+        rest.append(Path(item[0]).name)
+    assert [Path(s).name for s in seen] == ["0.png", "1.png"] and rest == ["2.png"]
+    assert not first.live and make_source(video="x.avi").live is False
+    assert make_source(video="x.avi", live=True).live and make_source(camera="0").live
