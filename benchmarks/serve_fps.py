@@ -56,7 +56,8 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         cmd = [sys.executable, "-m", "edgead.cli", "-q", "serve", args.bundle, "--video", str(clip)]
-        cmd += ["--loop", "--fps", str(args.fps), "--port", str(port), "--out", f"{tmp}/out"]
+        cmd += ["--loop", "--live", "--fps", str(args.fps), "--port", str(port)]
+        cmd += ["--out", f"{tmp}/out"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import platform
@@ -93,9 +94,10 @@ def main() -> None:
                 samples = open_dataset(args.data / category).test_samples()
                 good = [s.path for s in samples if s.label == 0]
                 bad = [s.path for s in samples if s.label == 1]
+                infer = functools.partial(entry.infer, fast)
                 for shift_name, shift in SHIFTS.items():
-                    g = scores_under(lambda b: entry.infer(fast, b), good, spec, shift)
-                    d = scores_under(lambda b: entry.infer(fast, b), bad, spec, shift)
+                    g = scores_under(infer, good, spec, shift)
+                    d = scores_under(infer, bad, spec, shift)
                     unshifted = shift_name == "none"
                     alarm = replay(reference, g, threshold, 2 * window if unshifted else window)
                     row = {

@@ -44,7 +44,8 @@ def run_one(bundle: Path, clips: list[Path], args, max_batch: int, work: Path) -
     config = work / f"streams-{len(clips)}-{max_batch}.yaml"
     lines = ["streams:"]
     lines += [
-        f"  - {{name: cam{k}, video: {clip}, loop: true, fps: {args.fps}, bundle: {bundle}}}"
+        f"  - {{name: cam{k}, video: {clip}, loop: true, live: true, fps: {args.fps}, "
+        f"bundle: {bundle}}}"
         for k, clip in enumerate(clips)
     ]
     lines.append(f"batching: {{max_batch: {max_batch}, max_wait_ms: {args.max_wait_ms}}}")
