@@ -14,7 +14,7 @@ from edgead.components.evaluate import apply_calibration, calibrate, evaluate
 from edgead.components.saved import SavedModel
 from edgead.data.datasets import MVTecCategory, folder_samples, open_dataset
 from edgead.data.holdout import DEFAULT_HOLDOUT_BY, split_holdout_paths
-from edgead.data.images import read_image
+from edgead.data.images import file_digest, read_image
 from edgead.detectors.registry import get_detector
 from edgead.errors import DatasetError, ImageDecodeError
 from edgead.metrics.calibration import (
@@ -120,6 +120,7 @@ def fit_detector(
         return entry.infer(fast, batch)
 
     report["image_channels"] = image_channels(train)
+    report["fit_images"] = sorted({file_digest(p) for p in train if p.is_file()})
     calibration = calibrate(infer, held, spec, target_frr, source, quiet, confidence=confidence)
     evaluation = None
     if dataset is not None and dataset.test_samples():

@@ -12,6 +12,7 @@ INDEX = "index"
 STATISTICS = "statistics"
 GOLDEN = "golden"
 REFERENCE_SCORES = "reference_scores"
+FIT_IMAGES = "fit_images"  # content hashes of the images the model was fitted on
 
 
 def gallery(i: int) -> str:

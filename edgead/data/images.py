@@ -136,6 +136,18 @@ def read_mask(path: str | Path) -> np.ndarray:
     return (mask > 0).astype(np.uint8)
 
 
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of a file's sha256: which image files a model was fitted on
+    (the same file, byte for byte; a re-encoded copy is another image)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
     folder = Path(folder)

@@ -196,6 +196,10 @@ def export_bundle(
         evaluation = saved.evaluation
         if evaluation is not None and evaluation.records:
             write_reference_scores(writer, evaluation.records)
+        fitted = saved.fit_report.get("fit_images")
+        if fitted:  # so that `edgead calibrate` can refuse the images the model was fitted on
+            writer.path("fit_images.txt").write_text("\n".join(fitted) + "\n")
+            writer.add("fit_images.txt", roles.FIT_IMAGES, "sha256-16")
         shapes = {name: ["batch", *ref[name].shape[1:]] for name in output_names}
         spec = saved.input
         manifest = Manifest(
@@ -212,7 +216,7 @@ def export_bundle(
             metrics=evaluation.metrics if evaluation else Metrics(),
             parity=parity or ParityTolerance(),
             libraries=library_versions(),
-            fit={k: v for k, v in saved.fit_report.items() if k != "backbone"},
+            fit={k: v for k, v in saved.fit_report.items() if k not in ("backbone", "fit_images")},
         )
         writer.write_manifest(manifest)
         check_staged_bundle(writer.staging, out, fp16)

@@ -21,10 +21,11 @@ import numpy as np
 
 from edgead.bundle import roles
 from edgead.bundle.integrity import SIGNATURE_NAME
-from edgead.bundle.io import atomic_directory, open_bundle
+from edgead.bundle.io import Bundle, atomic_directory, open_bundle
 from edgead.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION
 from edgead.bundle.references import read_reference_labels
 from edgead.data.datasets import folder_samples
+from edgead.data.images import file_digest
 from edgead.errors import EdgeadError
 from edgead.metrics.calibration import (
     DEFAULT_CONFIDENCE,
@@ -46,14 +47,45 @@ class GoodScores:
     map_max: list[float] = field(default_factory=list)
     map_min: list[float] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    fitted: int = 0  # images left out: the model was fitted on them
 
 
-def score_good_images(pipeline: Pipeline, folder: Path) -> GoodScores:
-    """Score every image of ``folder``; unreadable ones are listed, not fatal."""
+def fitted_images(bundle: Bundle) -> set[str]:
+    """Content hashes of the images the bundle's model was fitted on (empty for bundles
+    written before they were kept)."""
+    if not bundle.has(roles.FIT_IMAGES):
+        return set()
+    return set(bundle.path(roles.FIT_IMAGES).read_text().split())
+
+
+def score_good_images(
+    pipeline: Pipeline, folder: Path, fitted: set[str] = frozenset()
+) -> GoodScores:
+    """Score every image of ``folder`` the model was not fitted on (those would score like
+    memorized images: a threshold on them rejects good parts of the line); unreadable ones
+    are listed, not fatal."""
     paths = [s.path for s in folder_samples(folder)]
     if not paths:
         raise EdgeadError(f"{folder}: no images found to calibrate on")
     out = GoodScores(Path(folder))
+    if fitted:
+        unseen = [p for p in paths if file_digest(p) not in fitted]
+        out.fitted = len(paths) - len(unseen)
+        if out.fitted == len(paths):
+            raise EdgeadError(
+                f"{folder}: all {len(paths)} images are ones the model was fitted on; they "
+                "score like memorized images, and a threshold set on them rejects good parts "
+                "of the line. Calibrate on good images the model has not seen (held out, or "
+                "new from the line)"
+            )
+        if out.fitted:
+            log.warning(
+                "%s: %d of %d images were left out: the model was fitted on them",
+                folder,
+                out.fitted,
+                len(paths),
+            )
+        paths = unseen
     for r in pipeline.predict_files(paths):
         if isinstance(r, Failure):
             out.skipped.append(f"{r.source}: {r.error}")
@@ -144,8 +176,9 @@ def calibrate_bundle(
     folders = [Path(good)] if isinstance(good, str | Path) else [Path(g) for g in good]
     if not folders:
         raise EdgeadError("no folder of good images given to calibrate on")
+    fitted = fitted_images(bundle)
     with Pipeline(bundle, backend, device, precision, search, threads=threads) as pipeline:
-        runs = [score_good_images(pipeline, f) for f in folders]
+        runs = [score_good_images(pipeline, f, fitted) for f in folders]
         described = f"{pipeline.describe()} {precision}"
     pooled = GoodScores(folders[0])
     for run in runs:
@@ -169,6 +202,7 @@ def calibrate_bundle(
         confidence,
     )
     record["backend"] = described
+    record["left_out_fitted"] = sum(r.fitted for r in runs)
     record["runs"] = run_report(runs, record["image"]["value"], target_frr, confidence)
     warn_on_unseen_runs(record["runs"], target_frr)
     m = bundle.manifest

@@ -119,10 +119,8 @@ def test_run_warns_on_a_grayscale_image_into_a_colour_model(
 
 
 def test_run_skips_bad_inputs_with_a_distinct_exit_status(
-    patchcore_bundle, synthetic_data, tmp_path, monkeypatch
+    patchcore_bundle, synthetic_data, tmp_path
 ):
-    import edgead.data.images as images
-
     folder = tmp_path / "images"
     folder.mkdir()
     for src in sorted((synthetic_data / "test" / "good").glob("*.png"))[:2]:
@@ -130,8 +128,15 @@ def test_run_skips_bad_inputs_with_a_distinct_exit_status(
     (folder / "corrupt.png").write_bytes(b"not a png")
     big = folder / "huge.png"
     cv2.imwrite(str(big), np.zeros((300, 300, 3), np.uint8))
-    monkeypatch.setattr(images, "MAX_PIXELS", 200 * 200)  # as serve refuses over its limit
-    result = invoke("run", str(patchcore_bundle), str(folder), "--out", str(tmp_path / "out"))
+    result = invoke(
+        "run",
+        str(patchcore_bundle),
+        str(folder),
+        "--out",
+        str(tmp_path / "out"),
+        "--max-pixels",
+        str(200 * 200),
+    )
     assert result.exit_code == EXIT_SKIPPED, result.output
     assert "2 of 4 inputs skipped" in result.output
     rows = {Path(r["path"]).name: r for r in results(tmp_path / "out")}
@@ -305,7 +310,7 @@ def test_calibrate_writes_a_new_revision_and_parity_still_passes(
         "-q",
         "calibrate",
         str(bundle),
-        str(synthetic_data / "train" / "good"),
+        str(synthetic_data / "test" / "good"),
         "--target-frr",
         "0.05",
     )
@@ -316,7 +321,7 @@ def test_calibrate_writes_a_new_revision_and_parity_still_passes(
         and after["history"][-1]["change"] == "calibrate"
     )
     cal = after["normalization"]["calibration"]
-    assert cal["target_frr"] == 0.05 and cal["image"]["n_images"] == 16
+    assert cal["target_frr"] == 0.05 and cal["image"]["n_images"] == 6
     assert after["artifacts"] == before["artifacts"]  # same files, same checksums
     assert not list(tmp_path.glob(".bundle.*"))
     assert invoke("-q", "parity", str(bundle), str(synthetic_data)).exit_code == 0

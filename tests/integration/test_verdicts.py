@@ -34,11 +34,13 @@ def test_calibrate_on_several_runs_reports_each_and_a_run_it_did_not_see(
     result = invoke("calibrate", patchcore_bundle, *runs, "--out", out, "--confidence", "0.9")
     assert result.exit_code == 0, result.output
     cal = json.loads((out / "manifest.json").read_text())["normalization"]["calibration"]
-    assert cal["source"] == "16 images of good/ + 6 images of good/"
-    assert cal["confidence"] == 0.9 and len(cal["scores"]) == 22
-    assert cal["image"]["frr_bound"] is not None and cal["image"]["n_images"] == 22
+    # of train/good's 16 images, the 14 the model was fitted on are left out
+    assert cal["source"] == "2 images of good/ + 6 images of good/"
+    assert cal["left_out_fitted"] == 14
+    assert cal["confidence"] == 0.9 and len(cal["scores"]) == 8
+    assert cal["image"]["frr_bound"] is not None and cal["image"]["n_images"] == 8
     rows = {Path(r["folder"]).parent.name: r for r in cal["runs"]}
-    assert rows["train"]["images"] == 16 and rows["test"]["images"] == 6
+    assert rows["train"]["images"] == 2 and rows["test"]["images"] == 6
     for r in rows.values():
         assert r["threshold_without_it"] > 0 and 0 <= r["flagged_without_it"] <= r["images"]
         assert 0 <= r["flagged"] <= r["images"]
@@ -52,6 +54,34 @@ def test_calibrate_on_several_runs_reports_each_and_a_run_it_did_not_see(
     assert "bound rests on" in result.output
     r = invoke("calibrate", patchcore_bundle, runs[0], "--confidence", "1.5")
     assert r.exit_code == 1 and "--confidence 1.5" in r.output
+
+
+def test_calibrate_refuses_the_images_the_model_was_fitted_on(
+    patchcore_bundle, synthetic_data, tmp_path, caplog
+):
+    """All of them: an error, nothing written; some: left out, said with how many."""
+    fitted = tmp_path / "fitted"
+    fitted.mkdir()
+    from edgead.data.images import file_digest
+
+    hashes = set((patchcore_bundle / "fit_images.txt").read_text().split())
+    for p in sorted((synthetic_data / "train" / "good").glob("*.png")):
+        if file_digest(p) in hashes:
+            shutil.copy(p, fitted / p.name)
+    r = invoke("calibrate", patchcore_bundle, fitted, "--out", tmp_path / "out")
+    assert r.exit_code == 1 and "all 14 images are ones the model was fitted on" in r.output
+    assert not (tmp_path / "out").exists()
+    with caplog.at_level(logging.WARNING):
+        r = invoke(
+            "calibrate",
+            patchcore_bundle,
+            synthetic_data / "train" / "good",
+            "--out",
+            tmp_path / "out",
+        )
+    assert r.exit_code == 0, r.output
+    said = " ".join(x.getMessage() for x in caplog.records)
+    assert "14 of 16 images were left out: the model was fitted on them" in said
 
 
 def test_drift_verb_is_quiet_on_good_parts_and_alarms_on_defects(
