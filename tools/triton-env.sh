@@ -9,6 +9,6 @@ if [ ! -x "$env_dir/bin/python" ]; then
     python3 -m venv "$env_dir"
 fi
 "$env_dir/bin/pip" install -q 'numpy<2' 'opencv-python-headless<4.13' onnxruntime faiss-cpu \
-    scikit-learn threadpoolctl click tqdm tabulate markdown
+    scikit-learn threadpoolctl click tqdm tabulate markdown pillow
 "$env_dir/bin/pip" install -q --no-deps -e .
 "$env_dir/bin/python" -c "import numpy, edgead.runtime.pipeline; print('triton env:', numpy.__version__)"

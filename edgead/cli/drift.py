@@ -10,6 +10,7 @@ import click
 
 from edgead.cli.main import EXIT_DRIFT, main
 from edgead.cli.options import (
+    GRAY,
     REQUIRE_SIGNATURE,
     THRESHOLD,
     drift_options,
@@ -53,6 +54,7 @@ def drift_table(checks: list[dict], limit: int = 12) -> str:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write every check.")
 @THRESHOLD
 @REQUIRE_SIGNATURE
+@GRAY
 @region_options
 @drift_options
 @runtime_options
@@ -66,6 +68,7 @@ def drift(
     min_region_area: int,
     require_region: bool,
     public_key: str | None,
+    gray: str,
     backend: str,
     device: str | None,
     precision: str,
@@ -100,6 +103,7 @@ def drift(
         ctx.obj.get("threads"),
         rules,
         public_key,
+        gray,
     ) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, settings)
         if not monitor.enabled:

@@ -163,6 +163,16 @@ def drift_options(f: Callable) -> Callable:
     return apply_options(DRIFT_OPTIONS, f)
 
 
+GRAY = click.option(
+    "--gray",
+    type=click.Choice(["auto", "reject", "convert", "accept"]),
+    default="auto",
+    show_default=True,
+    help="An image whose colour channels differ from the training images': auto refuses a "
+    "grayscale image into a colour model (reported and skipped, exit 3) and converts a colour "
+    "image into a grayscale one; reject refuses both, convert converts both, accept scores "
+    "either as decoded (with a note).",
+)
 REQUIRE_SIGNATURE = click.option(
     "--require-signature",
     "public_key",

@@ -10,6 +10,7 @@ import click
 
 from edgead.cli.main import EXIT_SKIPPED, main
 from edgead.cli.options import (
+    GRAY,
     REQUIRE_SIGNATURE,
     THRESHOLD,
     drift_options,
@@ -33,6 +34,7 @@ log = logging.getLogger("edgead")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
 @THRESHOLD
 @REQUIRE_SIGNATURE
+@GRAY
 @region_options
 @drift_options
 @runtime_options
@@ -53,6 +55,7 @@ def run(
     min_region_area: int,
     require_region: bool,
     public_key: str | None,
+    gray: str,
 ) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays.
 
@@ -90,6 +93,7 @@ def run(
         ctx.obj.get("threads"),
         rules,
         public_key,
+        gray,
     ) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, ctx.obj["drift"])
         first_alarm = None

@@ -6,6 +6,7 @@ import click
 
 from edgead.cli.main import main
 from edgead.cli.options import (
+    GRAY,
     REQUIRE_SIGNATURE,
     THRESHOLD,
     drift_options,
@@ -71,6 +72,7 @@ from edgead.errors import EdgeadError
 )
 @THRESHOLD
 @REQUIRE_SIGNATURE
+@GRAY
 @region_options
 @drift_options
 @runtime_options
@@ -121,6 +123,7 @@ def serve(
     min_region_area: int,
     require_region: bool,
     public_key: str | None,
+    gray: str,
 ) -> None:
     """Score a camera, video, stream or folder with BUNDLE behind a live web page and API;
     or, with --config, many sources with several bundles in one server."""
@@ -167,6 +170,7 @@ def serve(
         threads=ctx.obj.get("threads"),
         rules=VerdictRules(min_region_area, require_region),
         public_key=public_key,
+        gray=gray,
     )
     options = ServeOptions(
         queue_size=queue_size,

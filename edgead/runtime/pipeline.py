@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgead.bundle.io import Bundle, open_bundle
@@ -23,6 +24,7 @@ from edgead.runtime.search import resolve_search
 from edgead.runtime.timing import StageTimer
 
 DEFAULT_RULES = VerdictRules()
+GRAY_POLICIES = ("auto", "reject", "convert", "accept")
 
 
 @dataclass
@@ -115,10 +117,24 @@ class Pipeline:
         threads: int | None = None,
         rules: VerdictRules = DEFAULT_RULES,
         public_key: str | Path | None = None,
+        gray: str = "auto",
     ):
+        if gray not in GRAY_POLICIES:
+            raise ValueError(f"gray policy {gray!r}: one of {', '.join(GRAY_POLICIES)}")
+        self.gray = gray
         self.rules = rules
         # what ``reopen`` needs to load a new revision the same way (signed by the same key)
-        self._settings = (backend, device, precision, search, threshold, threads, rules, public_key)
+        self._settings = (
+            backend,
+            device,
+            precision,
+            search,
+            threshold,
+            threads,
+            rules,
+            public_key,
+            gray,
+        )
         self.bundle = (
             bundle if isinstance(bundle, Bundle) else open_bundle(bundle, public_key=public_key)
         )
@@ -236,7 +252,11 @@ class Pipeline:
             except ImageDecodeError as exc:
                 yield Failure(str(path), exc.reason)
                 continue
-            note = self.channel_warning(channels)
+            try:
+                image, note = self.admit(image, channels, str(path))
+            except ImageDecodeError as exc:
+                yield Failure(str(path), exc.reason)
+                continue
             if note:
                 notes[str(path)] = [note]
             pending.append((str(path), image))
@@ -245,12 +265,31 @@ class Pipeline:
         if pending:
             yield from flush_with_notes()
 
-    def channel_warning(self, channels: int) -> str | None:
-        """A note when an image's colour channels differ from the training images'."""
+    def admit(self, image: np.ndarray, channels: int, source: str) -> tuple[np.ndarray, str]:
+        """The image as the model is to see it, under the ``gray`` policy, and a note when its
+        colour channels differ from the training images' (ImageDecodeError when refused).
+
+        ``auto`` (default): a grayscale image into a colour model is refused (its score would
+        be judged against colour parts: never silently), a colour image into a grayscale model
+        is converted (the model sees what it was fitted on); ``reject`` refuses both,
+        ``convert`` converts both, ``accept`` scores either as decoded, with a note."""
         if self.train_channels is None or channels == self.train_channels:
-            return None
+            return image, ""
         kinds = {1: "grayscale", 3: "colour"}
-        return (
-            f"{kinds.get(channels, channels)} image into a model trained on "
-            f"{kinds.get(self.train_channels, self.train_channels)} images: scores may mislead"
+        what = (
+            f"{kinds.get(channels, channels)} image into a model fitted on "
+            f"{kinds.get(self.train_channels, self.train_channels)} images"
         )
+        policy = self.gray
+        if policy == "auto":
+            policy = "reject" if channels == 1 else "convert"
+        if policy == "reject":
+            raise ImageDecodeError(
+                source, f"{what}: refused (--gray convert or accept scores it anyway)"
+            )
+        if policy == "convert" and self.train_channels == 1:
+            gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), f"{what}: converted to grayscale"
+        if policy == "convert":  # decoding already repeats the gray channel
+            return image, f"{what}: converted to colour (gray in all three channels)"
+        return image, f"{what}: scored as it is, scores may mislead"

@@ -80,6 +80,7 @@ class ServeSettings:
     threads: int | None = None
     rules: VerdictRules = field(default_factory=VerdictRules)
     public_key: str | None = None  # run only bundles signed with its private key
+    gray: str = "auto"  # images whose colour channels differ from the training images'
 
 
 def checked_token(settings: ServeSettings) -> str | None:
@@ -142,6 +143,7 @@ def serve(
         settings.threads,
         settings.rules,
         settings.public_key,
+        settings.gray,
     )
     service = Service.single(pipeline, source, out_dir, options)
     what = f"{pipeline.bundle.root} ({pipeline.describe()}) from {source.name}"

@@ -375,6 +375,7 @@ class Stream:
 
         try:
             image, channels = decode_upload_with_channels(data, name)
+            image, note = self.runner.pipeline.admit(image, channels, name)
         except ImageDecodeError as exc:
             self.frame_error("upload", str(exc))
             raise
@@ -390,6 +391,6 @@ class Stream:
             "latency_ms": result.timings_ms,
             "map_max": float(result.anomaly_map.max()),
             "regions": [r.to_dict() for r in result.regions],
-            # e.g. a grayscale image into a colour model
-            "warnings": [w for w in [self.runner.pipeline.channel_warning(channels)] if w],
+            # e.g. a colour image into a grayscale model, converted
+            "warnings": [note] if note else [],
         }

@@ -96,7 +96,7 @@ def test_threshold_comes_from_held_out_good_images(fitted):
     assert "diagnostic" in cal["f1_optimal"]["note"]
 
 
-def test_run_warns_on_a_grayscale_image_into_a_colour_model(
+def test_a_grayscale_image_into_a_colour_model_is_never_judged_silently(
     patchcore_bundle, synthetic_data, tmp_path
 ):
     src = sorted((synthetic_data / "test" / "good").glob("*.png"))[0]
@@ -104,18 +104,22 @@ def test_run_warns_on_a_grayscale_image_into_a_colour_model(
     gray.parent.mkdir()
     cv2.imwrite(str(gray), cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2GRAY))
     shutil.copy(src, tmp_path / "images" / "colour.png")
-    result = invoke(
-        "run",
-        str(patchcore_bundle),
-        str(tmp_path / "images"),
-        "--out",
-        str(tmp_path / "out"),
-        "--no-overlays",
-    )
-    assert result.exit_code == 0, result.output
+    args = ["run", str(patchcore_bundle), str(tmp_path / "images"), "--no-overlays"]
+    # by default refused: reported and skipped, exit 3, the colour image scored
+    result = invoke(*args, "--out", str(tmp_path / "out"))
+    assert result.exit_code == EXIT_SKIPPED, result.output
     rows = {Path(r["path"]).name: r for r in results(tmp_path / "out")}
-    assert "grayscale image into a model trained on colour images" in rows["gray.png"]["warning"]
-    assert rows["colour.png"]["warning"] == ""
+    assert (
+        "grayscale image into a model fitted on colour images: refused" in rows["gray.png"]["error"]
+    )
+    assert rows["colour.png"]["warning"] == "" and rows["colour.png"]["label"]
+    # chosen by the user: scored, with a note
+    for policy, words in (("convert", "converted to colour"), ("accept", "scored as it is")):
+        out = tmp_path / policy
+        result = invoke(*args, "--out", str(out), "--gray", policy)
+        assert result.exit_code == 0, result.output
+        row = {Path(r["path"]).name: r for r in results(out)}["gray.png"]
+        assert words in row["warning"] and row["label"] in ("good", "anomalous")
 
 
 def test_run_skips_bad_inputs_with_a_distinct_exit_status(

@@ -40,8 +40,8 @@ class FakePipeline:
     def describe(self) -> str:
         return "fake"
 
-    def channel_warning(self, channels: int) -> None:
-        return None
+    def admit(self, image, channels: int, source: str):
+        return image, ""
 
     def close(self) -> None:
         self.closed = True
