@@ -8,6 +8,7 @@ import click
 
 from edgead.cli.main import main
 from edgead.cli.options import THRESHOLD, runtime_options
+from edgead.cli.outdir import OVERWRITE, check_out, clear_owned
 
 
 @main.command()
@@ -36,6 +37,7 @@ from edgead.cli.options import THRESHOLD, runtime_options
     type=click.Path(file_okay=False),
     help="Write bench.<format> here (then nothing but its path goes to the terminal).",
 )
+@OVERWRITE
 @THRESHOLD
 @runtime_options
 @click.pass_context
@@ -50,12 +52,16 @@ def bench(
     iterations: int,
     fmt: str,
     out: str | None,
+    overwrite: bool,
     precision: str,
     search: str,
     threshold: float | None,
 ) -> None:
     """Per-stage latency (batch 1), throughput per batch size, memory and bundle size."""
     from edgead.runtime.bench import run_bench
+
+    if out:
+        check_out(out, overwrite)
 
     try:
         sizes = tuple(int(b) for b in batches.split(",") if b)
@@ -76,6 +82,7 @@ def bench(
     )
     text = {"json": report.to_json, "html": report.html}.get(fmt, report.markdown)()
     if out:
+        clear_owned(Path(out), ["bench.md", "bench.json", "bench.html"])
         Path(out).mkdir(parents=True, exist_ok=True)
         target = Path(out) / f"bench.{fmt}"
         target.write_text(text)

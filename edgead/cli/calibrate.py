@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from edgead.cli.main import main
 from edgead.cli.options import runtime_options
 from edgead.cli.report import threshold_rows
+from edgead.errors import EdgeadError
 
 
 @main.command()
@@ -33,6 +36,7 @@ from edgead.cli.report import threshold_rows
     default=None,
     help="Write the recalibrated bundle here [default: replace BUNDLE, atomically].",
 )
+@click.option("--overwrite", is_flag=True, help="--out exists: replace it.")
 @runtime_options
 @click.pass_context
 def calibrate(
@@ -42,6 +46,7 @@ def calibrate(
     target_frr: float,
     confidence: float,
     out: str | None,
+    overwrite: bool,
     backend: str,
     device: str | None,
     precision: str,
@@ -59,6 +64,8 @@ def calibrate(
 
     check_target(target_frr)
     check_confidence(confidence)
+    if out is not None and Path(out).exists() and not overwrite:
+        raise EdgeadError(f"{out}: already exists; pass --overwrite to replace it")
     target, record = calibrate_bundle(
         bundle,
         good_dirs,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 from typing import IO, Any
 
+from edgead.errors import EdgeadError
 from edgead.runtime.timing import STAGES
 
 FIELDS = [
@@ -44,13 +46,26 @@ def failure_row(f: Any) -> dict[str, str]:
     return {"path": f.source, "error": f.error}
 
 
+def check_appendable(path: Path, fmt: str) -> None:
+    """Rows can be added to ``path`` only when its columns are this version's (CSV)."""
+    if fmt != "csv" or not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if header != FIELDS:
+        raise EdgeadError(
+            f"{path}: its columns are not the ones this edgead writes (written by another "
+            "version?): --overwrite, or another --out"
+        )
+
+
 class ResultWriter:
     """Rows to an open file as CSV (with a header) or JSON lines, flushed as they come."""
 
-    def __init__(self, f: IO[str], fmt: str):
+    def __init__(self, f: IO[str], fmt: str, header: bool = True):
         self.f = f
         self.csv = csv.DictWriter(f, fieldnames=FIELDS) if fmt == "csv" else None
-        if self.csv:
+        if self.csv and header:
             self.csv.writeheader()
 
     def write(self, row: dict[str, Any]) -> None:

@@ -17,7 +17,8 @@ from edgead.cli.options import (
     region_options,
     runtime_options,
 )
-from edgead.cli.output import ResultWriter, failure_row, prediction_row
+from edgead.cli.outdir import APPEND, OVERWRITE, check_out, clear_owned
+from edgead.cli.output import ResultWriter, check_appendable, failure_row, prediction_row
 from edgead.errors import EdgeadError
 
 log = logging.getLogger("edgead")
@@ -32,6 +33,8 @@ log = logging.getLogger("edgead")
 )
 @click.option("--batch", default=1, show_default=True, help="Images per inference call.")
 @click.option("--overlays/--no-overlays", default=True, show_default=True)
+@OVERWRITE
+@APPEND
 @THRESHOLD
 @REQUIRE_SIGNATURE
 @GRAY
@@ -56,6 +59,8 @@ def run(
     require_region: bool,
     public_key: str | None,
     gray: str,
+    overwrite: bool,
+    append: bool,
 ) -> None:
     """Score IMAGES (a file or folder) with BUNDLE; write per-image results and overlays.
 
@@ -77,6 +82,10 @@ def run(
     paths = [root] if root.is_file() else [s.path for s in folder_samples(root)]
     if not paths:
         raise EdgeadError(f"{images}: no images found")
+    out_dir = check_out(out, overwrite, append)
+    results_path = out_dir / f"results.{fmt}"
+    if append:
+        check_appendable(results_path, fmt)
     stats = LatencyStats()
     n_bad = 0
     verdicts: dict[str, int] = {}
@@ -97,13 +106,14 @@ def run(
     ) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, ctx.obj["drift"])
         first_alarm = None
-        out_dir = Path(out)
+        if overwrite:
+            clear_owned(out_dir, ["results.csv", "results.jsonl", "overlays"])
         if overlays:
             (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
         out_dir.mkdir(parents=True, exist_ok=True)
-        results_path = out_dir / f"results.{fmt}"
-        with open(results_path, "w", newline="") as f:
-            writer = ResultWriter(f, fmt)
+        new_file = not results_path.is_file() or results_path.stat().st_size == 0
+        with open(results_path, "a" if append else "w", newline="") as f:
+            writer = ResultWriter(f, fmt, header=new_file or not append)
             for r in tqdm(
                 pipeline.predict_files(paths, batch),
                 total=len(paths),

@@ -97,3 +97,37 @@ def test_run_refuses_an_image_over_the_pixel_limit_from_its_header(
     assert rows["part.png"]["label"] in ("good", "anomalous")
     r = invoke("run", patchcore_bundle, folder, "--out", tmp_path / "o2", "--max-pixels", "1000")
     assert r.exit_code == 3 and "2 of 2 inputs skipped" in r.output
+
+
+def test_run_into_an_existing_results_folder_refuses_overwrites_or_appends(
+    patchcore_bundle, synthetic_data, tmp_path
+):
+    import csv
+
+    out = tmp_path / "out"
+    many = synthetic_data / "test" / "good"  # 6 images
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted(many.glob("*.png"))[:3]:
+        shutil.copy(p, few / p.name)
+    assert invoke("run", patchcore_bundle, many, "--out", out).exit_code == 0
+    (out / "notes.txt").write_text("the operator's own file")
+
+    def rows() -> list[dict]:
+        with open(out / "results.csv", newline="") as f:
+            return list(csv.DictReader(f))
+
+    r = invoke("run", patchcore_bundle, few, "--out", out)
+    assert r.exit_code == 1 and "not empty" in r.output and "--overwrite" in r.output
+    assert len(rows()) == 6  # nothing touched
+    r = invoke("run", patchcore_bundle, few, "--out", out, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert len(rows()) == 3 and len(list((out / "overlays").glob("*.png"))) == 3
+    assert (out / "notes.txt").read_text() == "the operator's own file"  # not the verb's
+    r = invoke("run", patchcore_bundle, few, "--out", out, "--append", "--no-overlays")
+    assert r.exit_code == 0, r.output
+    assert len(rows()) == 6
+    r = invoke("run", "no-such-bundle", few, "--out", out, "--overwrite")
+    assert r.exit_code == 1 and len(rows()) == 6  # a bundle that does not open loses nothing
+    r = invoke("calibrate", patchcore_bundle, many, "--out", out)
+    assert r.exit_code == 1 and "already exists" in r.output
