@@ -104,6 +104,13 @@ def overlays_png(cases: list[tuple[str, Any]], title: str) -> bytes:
     return png
 
 
+def plots_available() -> bool:
+    """Whether matplotlib (the report extra) is there to draw plots."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def bench_plots(report: Any) -> dict[str, bytes]:
     """Latency distribution per stage (batch 1) and throughput per batch size, as PNGs."""
     try:

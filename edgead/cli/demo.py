@@ -31,12 +31,27 @@ def demo(ctx: click.Context, workdir: str | None) -> None:
     """
     import_torch_side()
     if workdir:
-        _demo(Path(workdir), ctx.obj["quiet"])
-        click.echo(f"kept: data, bundle and results in {Path(workdir).resolve()}")
+        work = Path(workdir).resolve()
+        _demo(work, ctx.obj["quiet"])
+        click.echo(f"kept: data, bundle and results in {work}")
+        click.echo(next_steps(work / "bundle", work / "data"))
         return
     with tempfile.TemporaryDirectory(prefix="edgead-demo-") as tmp:
         _demo(Path(tmp), ctx.obj["quiet"])
     click.echo(f"removed the demo's folder {tmp} (keep it with --workdir DIR)")
+    click.echo(next_steps())
+
+
+def next_steps(bundle: Path | None = None, data: Path | None = None) -> str:
+    """What to try next, with this demo's paths when they were kept."""
+    b = bundle or "BUNDLE"
+    images = data / "test" / "good" if data else "IMAGES"
+    return (
+        "next:\n"
+        f"  edgead run {b} {images} --out results       # verdicts, regions, overlays\n"
+        f"  edgead serve {b} --folder {images}          # the live page on 127.0.0.1:8000\n"
+        "  edgead export patchcore --data YOUR_GOOD_IMAGES --out BUNDLE   # your own parts"
+    )
 
 
 def _demo(work: Path, quiet: bool) -> None:

@@ -97,5 +97,6 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """edgead: fit anomaly detectors on good images, export a verified bundle, run it lean."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports CPU features
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # font cache chatter
     ctx.obj = {"quiet": False, "threads": None}
     set_quiet(ctx, quiet, verbose)

@@ -8,6 +8,7 @@ host anomaly maps. Every figure travels with the device, backend, precision and 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import resource
 import time
@@ -23,6 +24,8 @@ from edgead.errors import EdgeadError
 from edgead.runtime.memory import human
 from edgead.runtime.pipeline import Pipeline
 from edgead.runtime.timing import LatencyStats, StageTimer
+
+log = logging.getLogger(__name__)
 
 
 def cpu_name() -> str:
@@ -185,10 +188,15 @@ class BenchReport:
     def html(self) -> str:
         """A page with the tables, the latency distribution per stage and throughput per
         batch size (plots need matplotlib: the report extra)."""
-        from edgead.report import bench_plots, markdown_to_html
+        from edgead.report import bench_plots, markdown_to_html, plots_available
 
+        text = self.markdown()
+        if not plots_available():
+            note = "No plots in this report: they need matplotlib (`pip install 'edgead[report]'`)."
+            log.warning("bench --format html: %s", note)
+            text = f"*{note}*\n\n{text}"
         return markdown_to_html(
-            self.markdown(), title=f"edgead bench: {self.bundle}", images=bench_plots(self)
+            text, title=f"edgead bench: {self.bundle}", images=bench_plots(self)
         )
 
     def to_json(self) -> str:
