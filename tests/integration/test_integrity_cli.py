@@ -131,3 +131,47 @@ def test_run_into_an_existing_results_folder_refuses_overwrites_or_appends(
     assert r.exit_code == 1 and len(rows()) == 6  # a bundle that does not open loses nothing
     r = invoke("calibrate", patchcore_bundle, many, "--out", out)
     assert r.exit_code == 1 and "already exists" in r.output
+
+
+def test_no_library_chatter_and_plots_missing_is_said(
+    patchcore_bundle, synthetic_data, tmp_path, monkeypatch
+):
+    """OpenCV's own decoder warnings and matplotlib's INFO lines stay out of the output;
+    edgead's line names the broken file. An HTML bench without matplotlib says why."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(next((synthetic_data / "test" / "good").glob("*.png")), folder / "ok.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage after the signature")
+    cmd = [sys.executable, "-m", "edgead.cli", "run", str(patchcore_bundle), str(folder)]
+    done = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "out"), "--no-overlays"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "[ WARN" not in done.stderr and "[ERROR" not in done.stderr, done.stderr
+    assert "broken.png" in done.stderr
+    import edgead.report
+
+    monkeypatch.setattr(edgead.report, "plots_available", lambda: False)
+    r = invoke(
+        "-q",
+        "bench",
+        patchcore_bundle,
+        "--format",
+        "html",
+        "--out",
+        tmp_path / "b",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--batch",
+        "1",
+    )
+    assert r.exit_code == 0, r.output
+    assert "they need matplotlib" in (tmp_path / "b" / "bench.html").read_text()

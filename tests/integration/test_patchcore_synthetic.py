@@ -183,6 +183,8 @@ def test_demo_runs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "demo passed" in result.output and "search" in result.output
     assert f"kept: data, bundle and results in {Path(tmp_path).resolve()}" in result.output
+    # it ends with what to try next, with its own paths
+    assert f"edgead run {Path(tmp_path).resolve() / 'bundle'}" in result.output
 
 
 def test_search_folded_into_the_graph(saved_patchcore, synthetic_data, tmp_path):
