@@ -95,3 +95,14 @@ def saved_patchcore(fitted: Fitted):
 @pytest.fixture(scope="session")
 def patchcore_bundle(fitted: Fitted) -> Path:
     return fitted.bundle("patchcore")
+
+
+def rewrite_manifest(path: Path, manifest: dict) -> None:
+    """Write a changed manifest as a (buggy) writer would: with a digest that matches it, so
+    that the check under test, not the digest check, decides."""
+    import json
+
+    from edgead.bundle.integrity import manifest_digest
+
+    manifest = {**manifest, "digest": manifest_digest(manifest)}
+    path.write_text(json.dumps(manifest, indent=2))

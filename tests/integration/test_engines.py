@@ -21,6 +21,7 @@ from edgead.detectors.registry import detector_names
 from edgead.errors import BackendError, BundleError, EdgeadError
 from edgead.runtime import Pipeline
 from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module
+from tests.conftest import rewrite_manifest
 
 NAMES = detector_names()
 
@@ -82,7 +83,7 @@ def test_engine_from_another_tensorrt_is_refused_with_the_fix(engine_bundles, tm
     for a in manifest["artifacts"]:
         if a["role"] == "engine_fp16":
             a["meta"]["tensorrt_version"] = "9.0.0"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(copy / "manifest.json", manifest)
     with pytest.raises(BackendError, match=r"built with TensorRT 9\.0\.0.*edgead build-engine"):
         Pipeline(copy, backend="tensorrt", precision="fp16")
 

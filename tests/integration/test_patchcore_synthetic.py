@@ -16,6 +16,7 @@ pytest.importorskip("torch")
 from edgead.bundle import open_bundle
 from edgead.cli import main
 from edgead.runtime.parity import run_parity
+from tests.conftest import rewrite_manifest
 
 FAST = ["--image-size", "128", "--coreset-ratio", "0.1"]
 
@@ -39,6 +40,7 @@ def test_bundle_contents(patchcore_bundle, saved_patchcore):
         "index",
         "golden",
         "reference_scores",
+        "fit_images",
     }
     assert m.detector == "patchcore" and m.scorer.kind == "knn"
     assert (m.input.height, m.input.width) == (128, 128)
@@ -64,7 +66,7 @@ def test_parity_fails_when_the_bundle_does_not_match(patchcore_bundle, synthetic
     shutil.copytree(patchcore_bundle, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["metrics"]["pixel_rocauc"] -= 0.05
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(copy / "manifest.json", manifest)
     result = cli("parity", copy, synthetic_data)
     assert result.exit_code == 1
     assert "FAIL" in result.output

@@ -250,13 +250,13 @@ def test_upload_scores_like_the_runtime(server, clip_frames, reference):
     # the raw body works too
     r = server.client.post("/api/predict?name=raw.png", content=path.read_bytes())
     assert r.status_code == 200 and r.json()["source"] == "raw.png"
-    # a grayscale image into a colour model: scored, with a warning on it
+    # a grayscale image into a colour model: refused, never judged silently (--gray)
     import cv2
 
     gray = cv2.imencode(".png", cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY))[1]
     r = server.client.post("/api/predict?name=gray.png", content=gray.tobytes())
-    assert r.status_code == 200, r.text
-    assert "grayscale image into a model trained on colour" in r.json()["warnings"][0]
+    assert r.status_code == 400, r.text
+    assert "grayscale image into a model fitted on colour images: refused" in r.json()["error"]
 
 
 def test_malformed_uploads_are_refused_and_serving_goes_on(server, clip_frames):

@@ -17,6 +17,7 @@ from edgead.errors import BackendError, BundleError  # noqa: E402
 from edgead.runtime import Pipeline  # noqa: E402
 from edgead.runtime.parity import run_parity  # noqa: E402
 from edgead.workflows import export_model  # noqa: E402
+from tests.conftest import rewrite_manifest  # noqa: E402
 
 NAMES = detector_names()
 needs_cuda = pytest.mark.skipif(
@@ -74,7 +75,7 @@ def fp32_program_only(torch_bundles, tmp_path_factory):
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["role"] != "torch_graph_fp16"]
     (root / "backbone_fp16.pt2").unlink()
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    rewrite_manifest(root / "manifest.json", manifest)
     open_bundle(root)
     return root
 
