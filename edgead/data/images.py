@@ -19,7 +19,10 @@ from edgead.errors import ImageDecodeError
 
 # OpenCV's decoders print their own warnings for a broken file ("[ WARN:0@...] ... chunk
 # data is too large"); edgead reports every file it cannot read, with its name, instead
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+if hasattr(cv2.utils, "logging"):
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+else:  # OpenCV builds before the utils.logging binding: the same levels, by number
+    cv2.setLogLevel(1)  # LOG_LEVEL_FATAL
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 64_000_000  # 8K x 8K: larger than any inspection camera frame (run, serve)
