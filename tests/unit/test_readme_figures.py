@@ -1,0 +1,56 @@
+"""The figures README quotes are the ones the benchmarks wrote to benchmarks/results/: a table
+edited by hand, or a benchmark rerun without updating README, fails here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def readme_table(first_header: str, must_have: str) -> list[dict[str, str]]:
+    """The Markdown table of README whose header row starts with ``first_header`` and holds
+    ``must_have``, as dicts by column name."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_header and must_have in cells:
+            rows = []
+            for row in lines[i + 2 :]:
+                if not row.startswith("|"):
+                    break
+                values = [c.strip() for c in row.strip().strip("|").split("|")]
+                rows.append(dict(zip(cells, values, strict=True)))
+            return rows
+    raise AssertionError(f"README has no table with {first_header!r} and {must_have!r}")
+
+
+def test_the_thresholds_table_is_the_benchmarks_latest_results():
+    results = json.loads((RESULTS / "thresholds_defaults.json").read_text())
+    rows = readme_table("detector", "good flagged (test)")
+    assert len(rows) == len(results) == 9
+    for row, res in zip(rows, results, strict=True):
+        test = res["calibration"]["test"]
+        assert (row["detector"], row["category"]) == (res["detector"], res["category"])
+        assert row["good flagged (test)"] == f"{test['false_rejects']}/{test['n_good']}"
+        assert row["detected (test)"] == f"{100 * test['detection_rate']:.1f}%"
+        assert row["threshold set on"] == res["calibration"]["source"]
+
+
+def test_the_holdout_figures_quoted_are_the_benchmarks():
+    results = json.loads((RESULTS / "thresholds_holdout.json").read_text())
+    by = {(r["detector"], r["category"], r["holdout_by"]): r for r in results}
+    text = (REPO / "README.md").read_text()
+    random = by[("padim", "mvtec3d_tire", "random")]["calibration"]["test"]["false_rejects"]
+    newest = by[("padim", "mvtec3d_tire", "newest")]["calibration"]["test"]["false_rejects"]
+    assert f"flagged **{random} of 25** good test tires with a random holdout" in text
+    assert f"**{newest} of 25** with the newest" in text
+
+
+@pytest.mark.parametrize("name", ["thresholds_defaults.json", "thresholds_holdout.json"])
+def test_every_results_file_is_named_in_readme(name):
+    assert f"benchmarks/results/{name}" in (REPO / "README.md").read_text()
