@@ -113,9 +113,18 @@ def main() -> None:
                         "alarm_at_part": alarm,
                         "fit_s": round(fit_s, 1),
                         "image_rocauc": saved.evaluation.metrics.image_rocauc,
+                        "pixel_rocauc": saved.evaluation.metrics.pixel_rocauc,
+                        # what the drift replay saw, kept so the table can be redrawn
+                        "reference": list(reference.scores),
+                        "good_scores": [float(v) for v in g],
                     }
                     results.append(row)
-                    print(json.dumps(row), flush=True)
+                    print(
+                        json.dumps(
+                            {k: v for k, v in row.items() if "scores" not in k and k != "reference"}
+                        ),
+                        flush=True,
+                    )
     # per detector, augment and shift: the three categories together
     rows = []
     keys = sorted({(r["detector"], r["augment"], r["shift"]) for r in results}, key=str)
@@ -131,12 +140,13 @@ def main() -> None:
         good = sum(r["good"] for r in part)
         detected = sum(r["detected"] for r in part)
         defective = sum(r["defective"] for r in part)
-        alarms = [r["category"].split("_")[-1] for r in part if r["alarm_at_part"]]
-        unexplained = [r for r in part if r["flagged"] and not r["alarm_at_part"]]
+        alarms = [r["category"] for r in part if r["alarm_at_part"]]
+        # false rejects on streams whose alarm stayed silent: at most 4 of 105 (unshifted: 3)
+        unalarmed = sum(r["flagged"] for r in part if not r["alarm_at_part"])
         if shift_name == "none":
             kept = flagged <= 3 and not alarms
         else:
-            kept = flagged <= 4 or not unexplained
+            kept = unalarmed <= 4
         rows.append(
             [
                 det,
@@ -159,7 +169,7 @@ def main() -> None:
                 "shift",
                 "good flagged",
                 "defects detected",
-                "drift alarm (categories)",
+                "drift alarm on",
                 "promise",
             ],
         )

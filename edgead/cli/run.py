@@ -156,7 +156,9 @@ def run(
             status.advice,
         )
     elif monitor.enabled:
-        click.echo(f"drift: {monitor.status().state} ({monitor.parts} parts)")
+        status = monitor.status()
+        said = f": {'; '.join(status.notices)}. {status.advice}" if status.notices else ""
+        click.echo(f"drift: {status.state} ({monitor.parts} parts){said}")
     if len(stats):
         click.echo(stats.table(f"per-stage latency ({backend_name}, batch {batch}, ms per image)"))
     if n_bad:

@@ -3,6 +3,8 @@ its package's ``options.py``. Click option decorators only: no torch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 FIT_OPTIONS = [
@@ -70,15 +72,20 @@ FIT_OPTIONS = [
     ),
 ]
 
+
 # the detectors that fit on features of the training images take this in their own FIT group
-AUGMENT = click.option(
-    "--augment",
-    type=click.Choice(["none", "photometric"]),
-    default="none",
-    show_default=True,
-    help="photometric: also fit on a copy of each training image with mild random "
-    'brightness, contrast, gamma and blur (README, "Shifts"); doubles the features.',
-)
+def augment_option(default: str) -> Callable:
+    """``--augment``, for the detectors that fit on features of the training images, each
+    with the default its measurement chose (README, "Shifts")."""
+    return click.option(
+        "--augment",
+        type=click.Choice(["none", "photometric"]),
+        default=default,
+        show_default=True,
+        help="photometric: also fit on a copy of each training image with mild random "
+        'brightness, contrast, gamma and blur (README, "Shifts"); doubles the features.',
+    )
+
 
 EXPORT_OPTIONS = [
     click.option(

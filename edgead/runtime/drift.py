@@ -12,16 +12,23 @@ images' scores, kept in the manifest):
   check runs every 25 parts: over 1,000 checks of a line that keeps its promise about one
   false alarm. This check assumes the window's parts are good, so a burst of real defects
   raises it too: the alarm says "look", and the operator's confirmations say which.
+- **median shift**: how far the window's median score moved from the reference's, as a
+  fraction of the way from the reference median to the threshold (0: unchanged; 1: the median
+  part now sits at the threshold; negative: scores fell, e.g. a darker or blurred view, and
+  defects may pass). Beyond the limit 0.5 either way it alarms, before the flag rate climbs.
 - **population stability index** (PSI) of the scores, in bins cut at the reference's
   quantiles (as many as the reference supports, one per 10 images, 2 to 10). The common limit
   of 0.2 assumes large samples; a reference of 20-60 images makes PSI noisy (its expected value
   with no drift at all is about (bins - 1) x (1/reference + 1/window)), so the limit in force
   is the larger of ``psi_limit`` and the PSI that no drift exceeds with probability ``alpha``
-  (chi-square approximation): a small reference gives a blunter, not a false, alarm.
-- **median shift**: how far the window's median score moved from the reference's, as a
-  fraction of the way from the reference median to the threshold (0: unchanged; 1: the median
-  part now sits at the threshold; negative: scores fell, e.g. a darker or blurred view). The
-  limit 0.5 fires before the flag rate climbs.
+  (chi-square approximation).
+
+The first two break (or are about to break) the promise: they raise the **alarm** (state
+``drift``). PSI alone raises a **notice** (state ``shift``): the scores moved but the promise
+holds. Measured why: on mvtec3d_tire the test set's good images score higher than
+validation/good, on which the threshold was set (PaDiM: PSI 2.5, median 0.30 of the way to the
+threshold), while none of the 25 is flagged: the data's own next run. An alarm on every such
+run would be an alarm people learn to ignore; the notice says "recalibrate at the next chance".
 
 The defaults follow a peer's (windows of 500 parts, at least 100, checked every 25, PSI limit
 0.2) and were measured with ``benchmarks/shift.py`` (README, "Drift").
@@ -113,7 +120,9 @@ def psi_noise_limit(n_reference: int, n_window: int, bins: int, alpha: float) ->
 class DriftStatus:
     """The latest check: the window's figures, which checks fired and what to do."""
 
-    state: str  # "off", "warming up", "ok" or "drift"
+    # "off", "warming up", "ok", "shift" (a notice: the scores moved, the promise holds) or
+    # "drift" (the alarm: the promise is broken or about to be)
+    state: str
     parts: int = 0
     flagged: int = 0
     flag_rate: float | None = None
@@ -124,6 +133,7 @@ class DriftStatus:
     median_shift: float | None = None
     median_limit: float | None = None
     alarms: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
     advice: str = ""
     checked_at_part: int = 0  # the part count (since start) of this check
 
@@ -147,20 +157,24 @@ def check_window(
     )
     span = ref.threshold - ref.median
     shift = (float(np.median(window)) - ref.median) / span if span > 0 else 0.0
-    alarms = []
+    alarms, notices = [], []
     if p_value < settings.alpha:
         alarms.append(
             f"flag rate {100 * flagged / n:.1f}% over the promised {100 * ref.target_frr:.1f}% "
             f"({flagged} of {n}, binomial p = {p_value:.1e})"
         )
-    if value > limit:
-        alarms.append(f"score distribution moved (PSI {value:.2f} > {limit:.2f})")
     if abs(shift) > settings.median_limit:
-        direction = "towards the threshold" if shift > 0 else "down, away from the threshold"
-        alarms.append(
-            f"median score moved {direction} ({shift:+.2f} of the way, limit "
-            f"{settings.median_limit:.2f})"
+        direction = (
+            "towards the threshold (false rejects to come)"
+            if shift > 0
+            else "down, away from the threshold (defects may pass)"
         )
+        alarms.append(
+            f"median score moved {direction}: {shift:+.2f} of the way, limit "
+            f"{settings.median_limit:.2f}"
+        )
+    if value > limit:
+        notices.append(f"score distribution moved (PSI {value:.2f} > {limit:.2f})")
     advice = ""
     if alarms:
         advice = (
@@ -168,8 +182,13 @@ def check_window(
             "material; if the parts are good, confirm some and recalibrate "
             "(`edgead calibrate BUNDLE CONFIRMED_GOOD_DIR`)"
         )
+    elif notices:
+        advice = (
+            "the scores moved since calibration but the promise holds: recalibrate on the "
+            "line's good parts at the next chance"
+        )
     return DriftStatus(
-        "drift" if alarms else "ok",
+        "drift" if alarms else "shift" if notices else "ok",
         parts=n,
         flagged=flagged,
         flag_rate=flagged / n,
@@ -180,6 +199,7 @@ def check_window(
         median_shift=shift,
         median_limit=settings.median_limit,
         alarms=alarms,
+        notices=notices,
         advice=advice,
     )
 

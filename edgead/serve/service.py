@@ -77,7 +77,14 @@ class _StreamCollector:
         fps = GaugeMetricFamily("edgead_fps", "Frames scored per second (rolling)", labels=labels)
         drift = {
             "alarm": GaugeMetricFamily(
-                "edgead_drift_alarm", "1 while a drift check fires", labels=labels
+                "edgead_drift_alarm",
+                "1 while the drift alarm is up (the promise broken or about to be)",
+                labels=labels,
+            ),
+            "notice": GaugeMetricFamily(
+                "edgead_drift_notice",
+                "1 while the scores moved but the promise holds (recalibrate when you can)",
+                labels=labels,
             ),
             "psi": GaugeMetricFamily(
                 "edgead_drift_psi", "Population stability index of the scores", labels=labels
@@ -120,8 +127,9 @@ class _StreamCollector:
             up.add_metric(key, 1.0 if status["state"] == "live" else 0.0)
             fps.add_metric(key, stream.fps())
             d = stream.drift.status()
-            if d.state in ("ok", "drift"):
+            if d.state in ("ok", "shift", "drift"):
                 drift["alarm"].add_metric(key, 1.0 if d.state == "drift" else 0.0)
+                drift["notice"].add_metric(key, 1.0 if d.state == "shift" else 0.0)
                 for name in ("psi", "flag_rate", "target_frr", "median_shift"):
                     drift[name].add_metric(key, getattr(d, name))
             rates = stream.feedback.rates()

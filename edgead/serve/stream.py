@@ -351,6 +351,7 @@ class Stream:
                 "threshold": self.norm.image_threshold,
                 "drift": self.drift.status().state,
                 "drift_alarms": self.drift.status().alarms,
+                "drift_notices": self.drift.status().notices,
             }
         )
         return row

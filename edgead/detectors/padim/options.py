@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from edgead.detectors.options import AUGMENT
+from edgead.detectors.options import augment_option
 
 FIT = [
-    AUGMENT,
+    augment_option("photometric"),
     click.option(
         "--n-features",
         default=None,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from edgead.detectors.options import AUGMENT
+from edgead.detectors.options import augment_option
 from edgead.detectors.patchcore.choices import INDEXES
 
 FIT = [
-    AUGMENT,
+    augment_option("none"),
     click.option(
         "--embed-dim",
         default=1024,
