@@ -143,10 +143,7 @@ def main() -> None:
         alarms = [r["category"] for r in part if r["alarm_at_part"]]
         # false rejects on streams whose alarm stayed silent: at most 4 of 105 (unshifted: 3)
         unalarmed = sum(r["flagged"] for r in part if not r["alarm_at_part"])
-        if shift_name == "none":
-            kept = flagged <= 3 and not alarms
-        else:
-            kept = unalarmed <= 4
+        kept = flagged <= 3 and not alarms if shift_name == "none" else unalarmed <= 4
         rows.append(
             [
                 det,
