@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,3 +104,21 @@ def batched_inputs(
     bar.close()
     if batch or errors:
         yield names, torch.from_numpy(np.stack(batch)) if batch else torch.empty(0), errors
+
+
+def training_batches(
+    paths: Sequence[Path], spec: InputSpec, config: Any, quiet: bool = False
+) -> Iterator[tuple[list[Path], torch.Tensor, list[ImageDecodeError]]]:
+    """The training images of a detector whose config has ``batch_size``, ``augment`` and
+    ``seed``, in batches, each followed by its varied copies when ``augment`` asks for them."""
+    from edgead.data.photometric import AUGMENTATIONS
+
+    return batched_inputs(
+        paths,
+        spec,
+        config.batch_size,
+        "features",
+        quiet,
+        augment=AUGMENTATIONS[config.augment],
+        seed=config.seed,
+    )

@@ -21,12 +21,11 @@ from edgead.components.backbones import create_feature_backbone, inference_ready
 from edgead.components.common import (
     adaptive_pool_matrix,
     anomaly_map,
-    batched_inputs,
     input_spec,
+    training_batches,
 )
 from edgead.components.config import ConfigMixin
 from edgead.components.coreset import k_center_greedy
-from edgead.data.photometric import AUGMENTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +157,7 @@ def fit(
     fast = inference_ready(copy.deepcopy(embedder))  # for the features; the model keeps embedder
     spec = input_spec(config)
     chunks, skipped = [], []
-    for _, batch, errors in batched_inputs(
-        train_paths,
-        spec,
-        config.batch_size,
-        "features",
-        quiet,
-        augment=AUGMENTATIONS[config.augment],
-        seed=config.seed,
-    ):
+    for _, batch, errors in training_batches(train_paths, spec, config, quiet):
         skipped += [str(e) for e in errors]
         if len(batch):
             emb = fast(batch.to(device))

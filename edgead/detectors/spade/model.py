@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgead.components.backbones import create_feature_backbone, inference_ready, layers_at
-from edgead.components.common import anomaly_map, batched_inputs, input_spec
+from edgead.components.common import anomaly_map, input_spec, training_batches
 from edgead.components.config import ConfigMixin
-from edgead.data.photometric import AUGMENTATIONS
 from edgead.errors import EdgeadError
 from edgead.runtime.memory import human
 
@@ -138,15 +137,7 @@ def fit(
     fast = inference_ready(copy.deepcopy(embedder))  # for the features; the model keeps embedder
     spec = input_spec(config)
     pooled, gallery, skipped = [], [[] for _ in config.layers], []
-    for _, batch, errors in batched_inputs(
-        train_paths,
-        spec,
-        config.batch_size,
-        "features",
-        quiet,
-        augment=AUGMENTATIONS[config.augment],
-        seed=config.seed,
-    ):
+    for _, batch, errors in training_batches(train_paths, spec, config, quiet):
         skipped += [str(e) for e in errors]
         if not len(batch):
             continue
