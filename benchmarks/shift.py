@@ -8,7 +8,10 @@ does the alarm fire within its first window (500 parts), and never on the unshif
 (1,000 parts)?
 
     python benchmarks/shift.py --data ../shared/data [--detectors patchcore,padim,spade]
-        [--augment none,photometric] [--json benchmarks/results/shift.json]
+        [--augment none,photometric] [--json benchmarks/results/shift.jsonl]
+
+Rows are appended to ``--json`` (JSON lines) as they come; a rerun with the same file skips
+the fits it already holds and redraws the table from all of them.
 """
 
 from __future__ import annotations
@@ -78,10 +81,15 @@ def main() -> None:
     print("#", context, flush=True)
     window = DriftSettings().window
     results = []
+    if args.json and args.json.is_file():
+        results = [json.loads(line) for line in args.json.read_text().splitlines() if line]
+    done = {(r["detector"], r["augment"], r["category"]) for r in results}
     for name in args.detectors.split(","):
         entry = get_detector(name)
         for augment in args.augment.split(","):
             for category in args.categories.split(","):
+                if (name, augment, category) in done:
+                    continue
                 config = entry.config_cls(augment=augment)
                 t0 = time.perf_counter()
                 saved = fit_detector(name, args.data / category, config, quiet=True)
