@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--categories", default="mvtec3d_tire,mvtec_bottle,loco_juice_bottle")
     ap.add_argument("--detectors", default="patchcore,padim,spade")
     ap.add_argument("--augment", default="none,photometric")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="JSON lines, appended")
     args = ap.parse_args()
 
     from tabulate import tabulate
@@ -127,12 +127,12 @@ def main() -> None:
                         "good_scores": [float(v) for v in g],
                     }
                     results.append(row)
-                    print(
-                        json.dumps(
-                            {k: v for k, v in row.items() if "scores" not in k and k != "reference"}
-                        ),
-                        flush=True,
-                    )
+                    if args.json:
+                        args.json.parent.mkdir(parents=True, exist_ok=True)
+                        with open(args.json, "a") as f:
+                            f.write(json.dumps({"context": context, **row}) + "\n")
+                    brief = {k: v for k, v in row.items() if k not in ("reference", "good_scores")}
+                    print(json.dumps(brief), flush=True)
     # per detector, augment and shift: the three categories together
     rows = []
     keys = sorted({(r["detector"], r["augment"], r["shift"]) for r in results}, key=str)
@@ -179,9 +179,6 @@ def main() -> None:
             ],
         )
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"context": context, "rows": results}, indent=1))
 
 
 if __name__ == "__main__":
