@@ -51,6 +51,30 @@ def test_the_holdout_figures_quoted_are_the_benchmarks():
     assert f"**{newest} of 25** with the newest" in text
 
 
-@pytest.mark.parametrize("name", ["thresholds_defaults.json", "thresholds_holdout.json"])
+@pytest.mark.parametrize(
+    "name", ["thresholds_defaults.json", "thresholds_holdout.json", "shift.jsonl"]
+)
 def test_every_results_file_is_named_in_readme(name):
     assert f"benchmarks/results/{name}" in (REPO / "README.md").read_text()
+
+
+def test_the_shifts_table_is_the_benchmarks_latest_results():
+    rows = [
+        json.loads(line)
+        for line in (RESULTS / "shift.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    table = readme_table("detector", "drift alarm on")
+    assert len(table) == 42  # 3 detectors x 2 fits x 7 shifts
+    for line in table:
+        part = [
+            r
+            for r in rows
+            if (r["detector"], r["augment"], r["shift"])
+            == (line["detector"], line["fit"], line["shift"])
+        ]
+        assert len(part) == 3, line
+        flagged = sum(r["flagged"] for r in part)
+        assert line["good flagged"] == f"{flagged}/{sum(r['good'] for r in part)}"
+        alarmed = [r["category"] for r in part if r["alarm_at_part"]]
+        assert line["drift alarm on"] == (", ".join(alarmed) or "-")
