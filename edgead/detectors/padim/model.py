@@ -174,7 +174,9 @@ def fit(
     seconds = round(time.perf_counter() - t0, 2)
     report = {
         "backbone": meta,
-        "n_train_images": n,
+        # images, not feature rows: with --augment each image also fits a varied copy
+        "n_train_images": len(train_paths) - len(skipped),
+        "n_fitted_views": n,
         "skipped": skipped,
         "model_size": f"{positions} Gaussians of dim {d} ({human(statistics_bytes(positions, d))})",
         "fit_seconds": seconds,

@@ -152,9 +152,10 @@ def fit(
     size = sum(g.numel() * 4 for g in gallery_t)
     report = {
         "backbone": meta,
-        "n_train_images": len(model.train_pooled),
+        # images, not gallery entries: with --augment each image also adds a varied copy
+        "n_train_images": len(train_paths) - len(skipped),
         "skipped": skipped,
-        "model_size": f"gallery of {len(model.train_pooled)} images ({human(size)})",
+        "model_size": f"gallery of {len(model.train_pooled)} views ({human(size)})",
         "fit_seconds": round(time.perf_counter() - t0, 2),
     }
     return model, report
