@@ -8,7 +8,7 @@ real features repeated with noise (the issue's 700-image case is ``--scale 55000
 
     python benchmarks/coreset.py --data ../shared/data/mvtec3d_tire [--naive] [--scale 550000]
 
-Targets (issue #12, this 2-core machine, quiet): tire 10% in <= 10 s with a covering radius
+Goals (this 2-core machine, quiet): tire 10% in <= 10 s with a covering radius
 within 5% of the naive greedy's; 550,000 patches in <= 60 s.
 """
 

@@ -15,7 +15,7 @@ Every figure travels with its context (CPU, cores, threads, load average, versio
     python benchmarks/speed.py --data ../shared/data/mvtec3d_tire [--detector patchcore]
         [--export-wall] [--json speed.json]
 
-Targets (issue #12, 2-core machine): PatchCore with defaults: search p50 <= backbone p50, total
+Goals (2-core machine): PatchCore with defaults: search p50 <= backbone p50, total
 p50 <= 1/3 of the PyTorch model's; loaded: total p99 <= 3x the quiet p50; SPADE search p50 <=
 40 ms; `edgead export patchcore` <= 45 s quiet and <= 2.5x that loaded.
 """

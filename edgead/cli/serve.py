@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from edgead.cli.main import main
@@ -88,6 +90,39 @@ from edgead.errors import EdgeadError
 @click.option("--queue", "queue_size", default=2, show_default=True, help="Frames buffered.")
 @click.option("--max-upload-mb", default=20, show_default=True)
 @click.option(
+    "--mqtt",
+    default=None,
+    metavar="HOST[:PORT]",
+    help="Publish every verdict to this MQTT broker (QoS 1; credentials from "
+    "EDGEAD_MQTT_USERNAME/EDGEAD_MQTT_PASSWORD). Undelivered verdicts wait in OUT/spool.",
+)
+@click.option(
+    "--mqtt-topic",
+    default=None,
+    help="Topic template: {stream}, {verdict}, {bundle}, {revision}  [default: "
+    "edgead/{stream}/verdict]",
+)
+@click.option(
+    "--webhook",
+    default=None,
+    metavar="URL",
+    help="POST every verdict as JSON (Authorization header from EDGEAD_WEBHOOK_AUTHORIZATION).",
+)
+@click.option(
+    "--opcua",
+    default=None,
+    metavar="opc.tcp://HOST:PORT",
+    help="Write every verdict to variables of this OPC UA server (see --opcua-node).",
+)
+@click.option(
+    "--opcua-node",
+    "opcua_nodes",
+    multiple=True,
+    metavar="FIELD=NODEID",
+    help="A variable to write, e.g. verdict=ns=2;s=Line1.Reject (fields: verdict, anomalous, "
+    "score, normalized_score, threshold, regions, frame_id, counter). Repeat per field.",
+)
+@click.option(
     "--reconnect-max-s",
     default=10.0,
     show_default=True,
@@ -118,6 +153,11 @@ def serve(
     max_event_mb: int,
     queue_size: int,
     max_upload_mb: int,
+    mqtt: str | None,
+    mqtt_topic: str | None,
+    webhook: str | None,
+    opcua: str | None,
+    opcua_nodes: tuple[str, ...],
     reconnect_max_s: float,
     threshold: float | None,
     min_region_area: int,
@@ -132,6 +172,7 @@ def serve(
         from edgead.serve.server import ServeSettings, serve_config
         from edgead.serve.server import serve as run_server
         from edgead.serve.service import ServeOptions
+        from edgead.serve.sinks import flag_sinks, sink_specs
         from edgead.serve.sources import make_source
     except ImportError as exc:
         raise EdgeadError(
@@ -180,6 +221,9 @@ def serve(
         backoff_max=reconnect_max_s,
         drift=ctx.obj["drift"],
         give_up_after=give_up_after,
+        sinks=sink_specs(
+            flag_sinks(mqtt, mqtt_topic, webhook, opcua, opcua_nodes), "sink flags", Path.cwd()
+        ),
     )
     if config is not None:
         service = serve_config(config, out, settings, options)

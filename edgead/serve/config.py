@@ -14,6 +14,15 @@
     batching: {max_batch: auto, max_wait_ms: 10}   # auto: 8 on a GPU, 1 on a CPU
     runtime: {backend: onnxruntime, precision: fp32, search: auto, min_region_area: 0}
     drift: {window: 500, min_parts: 100, check_every: 25, psi_limit: 0.2}
+    sinks:                       # every stream's verdicts to the line (a stream may add its own)
+      - {type: mqtt, host: 127.0.0.1, port: 1883, topic: "edgead/{stream}/verdict"}
+      - {type: webhook, url: "http://mes.local/edgead"}
+      - type: opcua
+        url: opc.tcp://plc.local:4840
+        nodes: {verdict: "ns=2;s=Line1.Reject", counter: "ns=2;s=Line1.Count"}
+
+Secrets are never written in the config: ``password_env``/``password_file`` (MQTT, OPC UA)
+and ``headers_env`` (webhook) name an environment variable or a file that holds them.
 
 Relative paths are relative to the config file. The file is checked whole before anything is
 loaded (pydantic: unknown keys, wrong types, a stream without a source, duplicate names), and
@@ -24,7 +33,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 try:
     import tomllib
@@ -62,6 +71,99 @@ class BundleConfig(_Strict):
     require_region: bool | None = None
 
 
+# what an OPC UA sink can write (edgead.serve.sinks.OpcUaSink)
+OPCUA_FIELDS = (
+    "verdict",
+    "anomalous",
+    "score",
+    "normalized_score",
+    "threshold",
+    "regions",
+    "frame_id",
+    "counter",
+)
+
+
+class _SinkBase(_Strict):
+    name: str | None = None  # default: the type (made unique per stream)
+    queue: int = Field(default=1000, ge=1, le=1_000_000)  # in memory, ahead of the spool
+    spool_max: int = Field(default=100_000, ge=1)  # messages on disk; then the oldest dropped
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    backoff_max: float = Field(default=5.0, gt=0, le=3600)
+
+
+class _Secret(_Strict):
+    username: str | None = None
+    password_env: str | None = None  # the name of an environment variable holding it
+    password_file: str | None = None  # a file holding it (first line)
+
+
+class TlsConfig(_Strict):
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+
+class MqttSinkConfig(_SinkBase, _Secret):
+    type: Literal["mqtt"]
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic: str = "edgead/{stream}/verdict"  # {stream}, {verdict}, {bundle}, {revision}
+    qos: Literal[0, 1, 2] = 1
+    client_id: str | None = None
+    tls: TlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _topic(self) -> MqttSinkConfig:
+        try:
+            self.topic.format(stream="s", verdict="v", bundle="b", revision="r")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"topic {self.topic!r}: unknown placeholder {exc} (use {{stream}}, {{verdict}}, "
+                "{bundle}, {revision})"
+            ) from exc
+        if any(c in self.topic for c in "#+"):
+            raise ValueError(f"topic {self.topic!r}: '#' and '+' are for subscribing")
+        return self
+
+
+class WebhookSinkConfig(_SinkBase):
+    type: Literal["webhook"]
+    url: str
+    headers_env: dict[str, str] = Field(default_factory=dict)  # header -> environment variable
+
+    @model_validator(mode="after")
+    def _url(self) -> WebhookSinkConfig:
+        if not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"url {self.url!r}: expected http:// or https://")
+        if "@" in self.url.split("/")[2]:
+            raise ValueError("url: credentials in the URL; put them in headers_env")
+        return self
+
+
+class OpcUaSinkConfig(_SinkBase, _Secret):
+    type: Literal["opcua"]
+    url: str
+    nodes: dict[str, str] = Field(min_length=1)  # field -> node id, e.g. "ns=2;s=Line1.Score"
+
+    @model_validator(mode="after")
+    def _check(self) -> OpcUaSinkConfig:
+        if not self.url.startswith("opc.tcp://"):
+            raise ValueError(f"url {self.url!r}: expected opc.tcp://HOST:PORT")
+        unknown = sorted(set(self.nodes) - set(OPCUA_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"nodes: unknown field(s) {', '.join(unknown)}; choose from "
+                + ", ".join(OPCUA_FIELDS)
+            )
+        return self
+
+
+SinkConfig = Annotated[
+    MqttSinkConfig | WebhookSinkConfig | OpcUaSinkConfig, Field(discriminator="type")
+]
+
+
 class StreamConfig(_Strict):
     name: str
     bundle: str
@@ -73,6 +175,7 @@ class StreamConfig(_Strict):
     loop: bool = False
     live: bool | None = None  # a video as a camera (drop-oldest); cameras and streams are
     threshold: float | None = None
+    sinks: list[SinkConfig] = Field(default_factory=list)  # in addition to the top-level ones
 
     @model_validator(mode="after")
     def _one_source(self) -> StreamConfig:
@@ -122,6 +225,7 @@ class ServeConfig(_Strict):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    sinks: list[SinkConfig] = Field(default_factory=list)  # for every stream
 
     @model_validator(mode="after")
     def _batch_range(self) -> ServeConfig:

@@ -176,6 +176,14 @@ def build_service(
         drift=DriftSettings(**config.drift.model_dump()),
     )
     rt = config.runtime
+    from edgead.serve.sinks import sink_specs
+
+    shared = sink_specs(config.sinks, f"{config_path}: sinks", base, {x.name for x in o.sinks})
+    sinks = {}
+    for i, s in enumerate(config.streams):
+        taken = {spec.name for spec in [*o.sinks, *shared]}
+        own = sink_specs(s.sinks, f"{config_path}: streams[{i}].sinks", base, taken)
+        sinks[s.name] = [*o.sinks, *shared, *own]
     sources = {}
     for s in config.streams:
         try:
@@ -222,6 +230,7 @@ def build_service(
                 Path(out_dir) / s.name,
                 o,
                 s.threshold,
+                sinks[s.name],
             )
             for s in config.streams
         ]

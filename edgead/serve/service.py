@@ -56,6 +56,7 @@ class ServeOptions:
     give_up_after: float | None = 30.0
     drift: DriftSettings = field(default_factory=DriftSettings)
     feedback_frames: int = 16  # recent frames an operator can still confirm (in memory)
+    sinks: list = field(default_factory=list)  # SinkSpec: every stream's verdicts to the line
 
 
 class _StreamCollector:
@@ -119,8 +120,34 @@ class _StreamCollector:
                 labels=labels,
             ),
         }
+        sink_labels = ["stream", "bundle", "sink", "type"]
+        sinks = {
+            "sent": CounterMetricFamily(
+                "edgead_sink_sent", "Verdicts the receiver acknowledged", labels=sink_labels
+            ),
+            "dropped": CounterMetricFamily(
+                "edgead_sink_dropped",
+                "Verdicts lost: spool full (the oldest go) or a disk error",
+                labels=sink_labels,
+            ),
+            "rejected": CounterMetricFamily(
+                "edgead_sink_rejected", "Verdicts the receiver refused for good", labels=sink_labels
+            ),
+            "spooled": GaugeMetricFamily(
+                "edgead_sink_spooled", "Verdicts waiting on disk for delivery", labels=sink_labels
+            ),
+            "connected": GaugeMetricFamily(
+                "edgead_sink_connected", "1 while the receiver takes verdicts", labels=sink_labels
+            ),
+        }
         for stream in self.service.streams:
             key = [stream.name, stream.runner.name]
+            for sink in stream.sinks:
+                s = sink.stats()
+                skey = [*key, s["name"], s["type"]]
+                for name in ("sent", "dropped", "rejected", "spooled"):
+                    sinks[name].add_metric(skey, s[name])
+                sinks["connected"].add_metric(skey, 1.0 if s["state"] == "connected" else 0.0)
             status = stream.capture.snapshot()
             dropped.add_metric(key, stream.queue.dropped)
             reconnects.add_metric(key, status["reconnects"])
@@ -136,7 +163,7 @@ class _StreamCollector:
             for name, family in live.items():
                 if rates[name] is not None:
                     family.add_metric(key, rates[name])
-        return [dropped, reconnects, up, fps, *drift.values(), *live.values()]
+        return [dropped, reconnects, up, fps, *drift.values(), *live.values(), *sinks.values()]
 
 
 class Metrics:
@@ -220,7 +247,7 @@ class Service:
         """One bundle on one source (``edgead serve BUNDLE --video ...``): events in OUT/events."""
         o = options or ServeOptions()
         runner = BundleRunner(pipeline.bundle.root.name, pipeline, o.max_batch, o.max_wait_ms)
-        return cls([runner], [Stream(name, source, runner, out_dir, o)])
+        return cls([runner], [Stream(name, source, runner, out_dir, o, sinks=o.sinks)])
 
     @property
     def first(self) -> Stream:

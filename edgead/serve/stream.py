@@ -27,6 +27,7 @@ from edgead.runtime.timing import LatencyStats
 from edgead.serve.capture import Backoff, CaptureThread, Frame, FrameQueue
 from edgead.serve.feedback import FeedbackStore
 from edgead.serve.recorder import EventRecorder
+from edgead.serve.sinks import Sink, SinkSpec, line_message
 from edgead.serve.sources import FrameSource
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from edgead.serve.service import Metrics, ServeOptions
 
 log = logging.getLogger("edgead.serve")
+
+# a sink's figures on the overview row (the stream's status has them all)
+_SINK_ROW = ("name", "type", "state", "sent", "spooled", "dropped", "last_error")
 
 
 class Stream:
@@ -47,6 +51,7 @@ class Stream:
         out_dir: str | Path,
         options: ServeOptions,
         threshold: float | None = None,
+        sinks: list[SinkSpec] | tuple = (),
     ):
         self.name = name
         self.source = source
@@ -91,6 +96,12 @@ class Stream:
         self._writer = threading.Thread(
             target=self._write_loop, name=f"edgead-writer-{name}", daemon=True
         )
+        # verdicts to the line: each sink queues, spools and sends on its own threads
+        self.sinks: list[Sink] = [spec.make(self.out_dir) for spec in sinks]
+        now = time.time()
+        self._run_id = (
+            time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1e3) % 1000:03d}"
+        )
         runner.attach(self)
 
     def _judged_by(self) -> Normalization:
@@ -114,11 +125,15 @@ class Stream:
     # -- lifecycle (called by the service) ------------------------------------------------------
     def start_writer(self) -> None:
         self._writer.start()
+        for sink in self.sinks:
+            sink.start()
 
     def stop_writer(self, timeout: float) -> None:
         if self._writer.ident is not None:  # started
             self._records.put(None)
             self._writer.join(timeout)
+        for sink in self.sinks:  # what a sink cannot deliver in time stays in its spool
+            sink.stop(min(timeout, 5.0))
 
     # -- publishing -----------------------------------------------------------------------------
     def judge(self, result: Prediction) -> Prediction:
@@ -167,6 +182,21 @@ class Stream:
             "frame_age_ms": (now - frame.captured_at) * 1e3,
         }
         self.source.done(frame.source_id)
+        if self.sinks:
+            manifest = self.runner.pipeline.bundle.manifest
+            message = line_message(
+                self.name,
+                f"{self.name}-{self._run_id}-{frame.seq}",
+                entry,
+                self.norm.image_threshold,
+                {
+                    "name": self.runner.name,
+                    "revision": manifest.revision,
+                    "detector": manifest.detector,
+                },
+            )
+            for sink in self.sinks:
+                sink.offer(message)
         self.feedback.remember(frame.seq, frame.image, entry)
         checked = self.drift.add(result.image_score, anomalous)
         if checked is not None and (checked.state == "drift") != (self._drift_state == "drift"):
@@ -307,6 +337,7 @@ class Stream:
                 "viewers": self.viewers,
                 "queue": len(self.queue),
                 "events": self.recorder.stats(),
+                "sinks": [s.stats() for s in self.sinks],
                 "model": {
                     "name": self.runner.name,
                     "detector": pipeline.bundle.manifest.detector,
@@ -352,6 +383,9 @@ class Stream:
                 "drift": self.drift.status().state,
                 "drift_alarms": self.drift.status().alarms,
                 "drift_notices": self.drift.status().notices,
+                "sinks": [
+                    {k: v for k, v in s.stats().items() if k in _SINK_ROW} for s in self.sinks
+                ],
             }
         )
         return row

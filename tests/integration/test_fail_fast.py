@@ -1,4 +1,4 @@
-"""Fail fast, lose nothing: each check of the verdicts issue (#13), end to end through the CLI."""
+"""Fail fast, lose nothing: each promise of the fail-fast rules, end to end through the CLI."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ CATEGORIES = ("mvtec3d_tire", "mvtec_bottle", "loco_juice_bottle")
 # Lower bounds well under what was measured (README, "Measured"), so that a regression fails.
 # loco_juice_bottle holds logical anomalies only. PaDiM on tire: pixel ROCAUC 49.2 with the
 # paper's absolute epsilon 0.01, 86.5 with the relative default (README, PaDiM); its bound is
-# the (#13): >= 85.
+# >= 85.
 MIN_IMAGE_ROCAUC = {"mvtec_bottle": 0.95, "mvtec3d_tire": 0.6, "loco_juice_bottle": 0.8}
 MIN_PIXEL_ROCAUC = {"mvtec3d_tire": 0.8, "loco_juice_bottle": 0.75}
 PIXEL_BOUND = {("padim", "mvtec3d_tire"): 0.85}
@@ -32,7 +32,7 @@ CASES = [("patchcore", c) for c in CATEGORIES] + [
 ]
 # defaults everywhere: the 10% coreset takes 4-10 s per category now (README, Speed on the CPU)
 OPTIONS: dict[str, list[str]] = {}
-# FP16 parity (#5) everywhere but SPADE's juice and bottle runs, the slowest in CI (~1 min per
+# FP16 parity everywhere but SPADE's juice and bottle runs, the slowest in CI (~1 min per
 # parity run on 2 cores); SPADE keeps its worst FP16 case, tire (README has all nine).
 NO_FP16 = {("spade", "loco_juice_bottle"), ("spade", "mvtec_bottle")}
 
@@ -74,7 +74,7 @@ def test_real_category(detector, category, tmp_path):
     assert cal["test"]["false_rejects"] <= 1, cal["test"]
     assert cal["f1_optimal"]["note"].startswith("diagnostic")
 
-    # FP32 graph: reproduces the original; FP16 graph: ROCAUC within 0.5 points of it (#5)
+    # FP32 graph: reproduces the original; FP16 graph: ROCAUC within 0.5 points of it
     for precision in ("fp32",) if (detector, category) in NO_FP16 else ("fp32", "fp16"):
         report = tmp_path / f"parity_{precision}.json"
         # batches of 8: the same comparisons, less of CI's time
