@@ -52,7 +52,7 @@ def test_the_holdout_figures_quoted_are_the_benchmarks():
 
 
 @pytest.mark.parametrize(
-    "name", ["thresholds_defaults.json", "thresholds_holdout.json", "shift.jsonl"]
+    "name", ["thresholds_defaults.json", "thresholds_holdout.json", "shift.jsonl", "sinks.json"]
 )
 def test_every_results_file_is_named_in_readme(name):
     assert f"benchmarks/results/{name}" in (REPO / "README.md").read_text()
@@ -78,3 +78,15 @@ def test_the_shifts_table_is_the_benchmarks_latest_results():
         assert line["good flagged"] == f"{flagged}/{sum(r['good'] for r in part)}"
         alarmed = [r["category"] for r in part if r["alarm_at_part"]]
         assert line["drift alarm on"] == (", ".join(alarmed) or "-")
+
+
+def test_the_sinks_table_is_the_benchmarks_latest_results():
+    results = json.loads((RESULTS / "sinks.json").read_text())
+    rows = readme_table("sink", "CPU per verdict, ms")
+    assert [r["sink"] for r in rows] == [r["sink"] for r in results["rows"]]
+    for row, res in zip(rows, results["rows"], strict=True):
+        assert row["offer on the scoring thread, µs"] == f"{res['offer_us']:.1f}"
+        if "cpu_ms_per_message" in res:
+            assert row["CPU per verdict, ms"] == f"{res['cpu_ms_per_message']:.2f}"
+            assert row["delivered"] == str(res["delivered"])
+    assert results["context"]["date"] in (REPO / "README.md").read_text()
