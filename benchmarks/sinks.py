@@ -7,9 +7,8 @@ server), each receiver in a process of its own so that only the sink's work is c
 
 - ``offer_us``: time on the scoring thread per verdict (the only cost scoring ever pays);
 - ``cpu_ms_per_message``: this process's CPU time per verdict, offer + spool + send + ack
-  (the sink's threads included): the goal is below 1 ms;
-- ``delivered_per_s``: verdicts acknowledged per second, from the first offer until the
-  spool is empty;
+  (the sink's threads included), the median of ``--repeat`` runs (each in ``cpu_ms_runs``;
+  the sinks interleaved): the goal is below 1 ms;
 - the same offer cost with a receiver that accepts connections and never answers (hang).
 """
 
@@ -21,6 +20,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,33 +156,34 @@ def wait(condition, timeout: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per sink (median kept)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     load = os.getloadavg()
     batch = messages(args.messages)
     work = Path(tempfile.mkdtemp(prefix="edgead-sinks-"))
     procs: list[subprocess.Popen] = []
-    rows = []
+    makers = {}  # sink label -> a function making a fresh sink (its own spool file)
     try:
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if os.access(mosquitto, os.X_OK):
-            port = free_port()
+            mport = free_port()
             conf = work / "m.conf"
-            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+            conf.write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\n")
             procs.append(subprocess.Popen([mosquitto, "-c", str(conf)], stderr=subprocess.DEVNULL))
-            wait_port(port)
-            sink = MqttSink("mqtt", work / "mqtt.sqlite", "127.0.0.1", port)
-            rows.append({"sink": "mqtt (QoS 1, Mosquitto)", **measure(sink, batch)})
+            wait_port(mport)
+            makers["mqtt (QoS 1, Mosquitto)"] = lambda f: MqttSink("mqtt", f, "127.0.0.1", mport)
         else:
             print("mosquitto not installed: MQTT row skipped (tools/install-mosquitto.sh)")
-        port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-c", HOOK_SERVER, str(port)]))
-        wait_port(port)
-        sink = WebhookSink("webhook", work / "hook.sqlite", f"http://127.0.0.1:{port}/hook")
-        rows.append({"sink": "webhook (HTTP POST, keep-alive)", **measure(sink, batch)})
-        port = free_port()
+        hport = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-c", HOOK_SERVER, str(hport)]))
+        wait_port(hport)
+        makers["webhook (HTTP POST, keep-alive)"] = lambda f: WebhookSink(
+            "webhook", f, f"http://127.0.0.1:{hport}/hook"
+        )
+        oport = free_port()
         opc = subprocess.Popen(
-            [sys.executable, "-c", OPCUA_SERVER, str(port)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", OPCUA_SERVER, str(oport)], stdout=subprocess.PIPE, text=True
         )
         procs.append(opc)
         ns = opc.stdout.readline().split()[1]
@@ -191,27 +192,48 @@ def main() -> None:
             "score": f"ns={ns};s=L.Score",
             "counter": f"ns={ns};s=L.Count",
         }
-        sink = OpcUaSink("opcua", work / "opc.sqlite", f"opc.tcp://127.0.0.1:{port}/line/", nodes)
-        rows.append({"sink": "OPC UA (3 variables, one Write each)", **measure(sink, batch)})
-        # a receiver that never answers
+        makers["OPC UA (3 variables, one Write each)"] = lambda f: OpcUaSink(
+            "opcua", f, f"opc.tcp://127.0.0.1:{oport}/line/", nodes
+        )
+        # a receiver that accepts connections and never answers
         hang = socket.socket()
         hang.bind(("127.0.0.1", 0))
         hang.listen(64)
-        sink = WebhookSink(
-            "hang", work / "hang.sqlite", f"http://127.0.0.1:{hang.getsockname()[1]}/", timeout=30
+        makers["webhook that hangs"] = lambda f: WebhookSink(
+            "hang", f, f"http://127.0.0.1:{hang.getsockname()[1]}/", timeout=30
         )
-        rows.append({"sink": "webhook that hangs", **measure(sink, batch, drain=False)})
+        runs: dict[str, list[dict]] = {label: [] for label in makers}
+        for r in range(args.repeat):  # the sinks interleaved, so that noise falls on all
+            for label, make in makers.items():
+                sink = make(work / f"{label.split()[0]}-{r}.sqlite")
+                runs[label].append(measure(sink, batch, drain=label != "webhook that hangs"))
         hang.close()
     finally:
         for p in procs:
             p.terminate()
             p.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    for label, done in runs.items():
+        row = {"sink": label, "offer_us": round(statistics.median(d["offer_us"] for d in done), 2)}
+        if "cpu_ms_per_message" in done[0]:
+            cpu = [d["cpu_ms_per_message"] for d in done]
+            row.update(
+                {
+                    "cpu_ms_per_message": round(statistics.median(cpu), 4),
+                    "cpu_ms_runs": cpu,
+                    "delivered": min(d["delivered"] for d in done),
+                    "dropped": max(d["dropped"] for d in done),
+                    "errors": sum(d["errors"] for d in done),
+                }
+            )
+        rows.append(row)
     context = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{cpu_model()}, {os.cpu_count()} cores",
         "load_average_at_start": load,
         "messages": args.messages,
+        "repeat": args.repeat,
         "command": "python benchmarks/sinks.py " + " ".join(sys.argv[1:]),
     }
     print(json.dumps(context))

@@ -20,6 +20,7 @@ The message is the JSON object of :func:`line_message` (schema: ``docs/line-mess
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -135,7 +136,7 @@ class Sink:
             self._spooler.join(timeout)
         self._stop_deadline = time.monotonic() + timeout
         self._stop.set()
-        self._wake.set()
+        self._notify()
         if self._sender.ident is not None:
             self._sender.join(timeout + 1.0)
             if self._sender.is_alive():  # stuck in a delivery past its own timeout: leave it
@@ -169,7 +170,7 @@ class Sink:
             except Exception as exc:  # a disk error: counted, the messages are lost
                 self.dropped_memory += len(bodies)
                 self._error(f"spool: {exc}")
-            self._wake.set()
+            self._notify()
             if done:
                 return
 
@@ -182,8 +183,7 @@ class Sink:
                 return
             rows = self.spool.peek(self.batch)
             if not rows:
-                self._wake.wait(0.5)
-                self._wake.clear()
+                self._idle(0.5)
                 continue
             try:
                 if self.state != "connected":
@@ -231,6 +231,15 @@ class Sink:
         self.errors += 1
         self.last_error = message
         self.last_error_at = time.time()
+
+    def _notify(self) -> None:
+        """Wake the sender: there is something in the spool (or a stop)."""
+        self._wake.set()
+
+    def _idle(self, seconds: float) -> None:
+        """The sender's wait for work, up to ``seconds``."""
+        self._wake.wait(seconds)
+        self._wake.clear()
 
     # -- what a kind of sink implements -----------------------------------------------------------
     def connect(self) -> None:
@@ -464,33 +473,64 @@ class OpcUaSink(Sink):
         self.username, self.password = username, password
         self._client = None
         self._targets: list = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aevent: asyncio.Event | None = None
 
     def describe(self) -> str:
         parts = urlsplit(self.url)
         return f"opc.tcp://{parts.hostname}:{parts.port or ''}{parts.path}"
 
     def connect(self) -> None:
-        from asyncua import ua
-        from asyncua.sync import Client
+        # asyncua's async client on an event loop owned by the sender thread (its sync wrapper
+        # posts every call to a loop in another thread: 0.68 vs 0.48 ms of CPU per Write,
+        # measured on this 2-core machine); the loop also runs while the sender waits for
+        # work (_idle), so the client's keep-alive and watchdog tasks keep going
+        from asyncua import Client, ua
 
-        client = Client(self.url, timeout=self.timeout, sync_wrapper_timeout=self.timeout * 3)
+        self._ua = ua
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+            self._aevent = asyncio.Event()  # made for this loop, set from other threads
+        client = Client(self.url, timeout=self.timeout)
         if self.username is not None:
             client.set_user(self.username)
             client.set_password(self.password or "")
+        run = self._loop.run_until_complete
+        run(asyncio.wait_for(client.connect(), self.timeout * 2))
         try:
-            client.connect()
             targets = []
             for field, node_id in self.nodes.items():
                 node = client.get_node(node_id)
                 try:
-                    vtype = node.read_data_type_as_variant_type()
+                    vtype = run(node.read_data_type_as_variant_type())
                 except Exception as exc:
                     raise EdgeadError(f"opcua node {node_id} ({field}): {exc}") from exc
                 targets.append((field, node, vtype))
         except BaseException:
-            self._stop_loop(client)
+            with contextlib.suppress(Exception):
+                run(client.disconnect())
             raise
-        self._client, self._targets, self._ua = client, targets, ua
+        self._client, self._targets = client, targets
+
+    def _notify(self) -> None:
+        super()._notify()
+        loop, event = self._loop, self._aevent
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop was closed
+                loop.call_soon_threadsafe(event.set)
+
+    def _idle(self, seconds: float) -> None:
+        if self._client is None or self._loop is None:
+            super()._idle(seconds)
+            return
+
+        async def nap() -> None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._aevent.wait(), seconds)
+            self._aevent.clear()
+
+        self._loop.run_until_complete(nap())
+        self._wake.clear()
 
     def _value(self, field: str, vtype, counter: int, message: dict):
         ua = self._ua
@@ -521,21 +561,24 @@ class OpcUaSink(Sink):
         # the counter (if any) is written last in the same request: a PLC that watches it
         # reads the other fields of the same verdict
         order = sorted(range(len(nodes)), key=lambda i: self._targets[i][0] == "counter")
-        self._client.write_values([nodes[i] for i in order], [values[i] for i in order])
+        # the client's own request timeout (``timeout``) bounds the wait
+        write = self._client.write_values([nodes[i] for i in order], [values[i] for i in order])
+        self._loop.run_until_complete(write)
         return True
 
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            # a broken connection cannot close cleanly; its event-loop thread stops either way
+        loop = self._loop
+        if client is not None and loop is not None and not loop.is_closed():
+            # a broken connection cannot close cleanly; the loop is closed either way
             with contextlib.suppress(Exception):
-                client.disconnect()
+                loop.run_until_complete(asyncio.wait_for(client.disconnect(), self.timeout))
 
-    @staticmethod
-    def _stop_loop(client) -> None:
-        # the sync client runs its own event-loop thread: stop it with the connection
-        if client.close_tloop:
-            client.tloop.stop()
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
+        loop, self._loop = self._loop, None
+        if loop is not None and not self._sender.is_alive():
+            loop.close()
 
 
 # -- from the config ----------------------------------------------------------------------------
