@@ -115,6 +115,13 @@ from edgead.errors import EdgeadError
     help="Write every verdict to variables of this OPC UA server (see --opcua-node).",
 )
 @click.option(
+    "--gate",
+    default=None,
+    metavar="URL",
+    help="The line's state pauses scoring while the line stands: mqtt://HOST[:PORT]/TOPIC or "
+    "opc.tcp://HOST:PORT[/PATH]#NODEID (a camera's frames are dropped, files wait).",
+)
+@click.option(
     "--opcua-node",
     "opcua_nodes",
     multiple=True,
@@ -158,6 +165,7 @@ def serve(
     webhook: str | None,
     opcua: str | None,
     opcua_nodes: tuple[str, ...],
+    gate: str | None,
     reconnect_max_s: float,
     threshold: float | None,
     min_region_area: int,
@@ -169,6 +177,7 @@ def serve(
     or, with --config, many sources with several bundles in one server."""
     try:
         from edgead.runtime.regions import VerdictRules
+        from edgead.serve.gates import flag_gate
         from edgead.serve.server import ServeSettings, serve_config
         from edgead.serve.server import serve as run_server
         from edgead.serve.service import ServeOptions
@@ -189,6 +198,7 @@ def serve(
                 ("--rtsp", rtsp),
                 ("--folder", folder),
                 ("--threshold", threshold),
+                ("--gate", gate),
             )
             if value is not None
         ]
@@ -224,6 +234,7 @@ def serve(
         sinks=sink_specs(
             flag_sinks(mqtt, mqtt_topic, webhook, opcua, opcua_nodes), "sink flags", Path.cwd()
         ),
+        gate=flag_gate(gate),
     )
     if config is not None:
         service = serve_config(config, out, settings, options)

@@ -111,7 +111,8 @@ class Backoff:
 
 @dataclass
 class SourceStatus:
-    state: str = "connecting"  # connecting | live | reconnecting | ended | failed | stopped
+    # connecting | live | paused | reconnecting | ended | failed | stopped
+    state: str = "connecting"
     name: str = ""
     reconnects: int = 0  # successful re-opens after a loss
     attempts: int = 0  # failed opens since the last success
@@ -119,6 +120,7 @@ class SourceStatus:
     next_retry_s: float | None = None
     frames: int = 0
     frame_errors: int = 0
+    paused_frames: int = 0  # read and dropped while the line's gate said stopped
     since: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict:
@@ -131,6 +133,7 @@ class SourceStatus:
             "next_retry_s": self.next_retry_s,
             "frames": self.frames,
             "frame_errors": self.frame_errors,
+            "paused_frames": self.paused_frames,
             "state_since": self.since,
         }
 
@@ -159,6 +162,9 @@ class CaptureThread(threading.Thread):
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._seq = 0
+        # the line's gate (edgead.serve.gates): False while the line stands; then a live
+        # source is read and its frames dropped (counted), a folder or video waits unread
+        self.gate: Callable[[], bool] | None = None
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -213,6 +219,20 @@ class CaptureThread(threading.Thread):
             log.info("source %s is live", self.source.name)
         return True
 
+    def _gate_open(self) -> bool:
+        """Whether the line runs (always, without a gate); keeps the state in step."""
+        if self.gate is None:
+            return True
+        running = bool(self.gate())
+        state = self.state
+        if not running and state == "live":
+            self._set("paused")
+            log.info("source %s paused: the line stands", self.source.name)
+        elif running and state == "paused":
+            self._set("live")
+            log.info("source %s resumed: the line runs", self.source.name)
+        return running
+
     def run(self) -> None:
         opened = False
         ever_opened = False
@@ -228,6 +248,9 @@ class CaptureThread(threading.Thread):
                     opened = self._open(ever_opened, replay)
                     replay = False  # a failed reopen makes the next success a reconnect
                     ever_opened = ever_opened or opened
+                    continue
+                if not self._gate_open() and not self.source.live:
+                    self._stop_event.wait(0.1)  # files wait for the line, nothing is lost
                     continue
                 try:
                     item = self.source.read()
@@ -248,6 +271,11 @@ class CaptureThread(threading.Thread):
                 if item is None:
                     continue
                 source_id, image = item
+                # the line stands: a camera's frame is not a part (a file read already goes on)
+                if self.source.live and not self._gate_open():
+                    with self._lock:
+                        self.status.paused_frames += 1
+                    continue
                 # pace file sources at their frame rate: a replayed video stands in for a camera
                 interval = self.source.frame_interval
                 if interval > 0:

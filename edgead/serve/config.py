@@ -21,6 +21,12 @@
         url: opc.tcp://plc.local:4840
         nodes: {verdict: "ns=2;s=Line1.Reject", counter: "ns=2;s=Line1.Count"}
 
+    streams:
+      - name: line1
+        camera: 0
+        bundle: tire
+        gate: {type: mqtt, host: 127.0.0.1, topic: plant/line1/state}   # pauses while it stands
+
 Secrets are never written in the config: ``password_env``/``password_file`` (MQTT, OPC UA)
 and ``headers_env`` (webhook) name an environment variable or a file that holds them.
 
@@ -164,6 +170,35 @@ SinkConfig = Annotated[
 ]
 
 
+class _GateBase(_Strict):
+    initial: Literal["running", "stopped"] = "running"  # until the first state arrives
+    run_values: list[str] | None = None  # payloads/strings meaning running (default: 1 true ...)
+    stop_values: list[str] | None = None
+
+
+class MqttGateConfig(_GateBase, _Secret):
+    type: Literal["mqtt"]
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic: str
+
+
+class OpcUaGateConfig(_GateBase, _Secret):
+    type: Literal["opcua"]
+    url: str
+    node: str  # e.g. "ns=2;s=Line1.Running"
+    poll_s: float = Field(default=0.2, ge=0.02, le=60)
+
+    @model_validator(mode="after")
+    def _url(self) -> OpcUaGateConfig:
+        if not self.url.startswith("opc.tcp://"):
+            raise ValueError(f"url {self.url!r}: expected opc.tcp://HOST:PORT")
+        return self
+
+
+GateConfig = Annotated[MqttGateConfig | OpcUaGateConfig, Field(discriminator="type")]
+
+
 class StreamConfig(_Strict):
     name: str
     bundle: str
@@ -176,6 +211,7 @@ class StreamConfig(_Strict):
     live: bool | None = None  # a video as a camera (drop-oldest); cameras and streams are
     threshold: float | None = None
     sinks: list[SinkConfig] = Field(default_factory=list)  # in addition to the top-level ones
+    gate: GateConfig | None = None  # the line's state pauses this stream (edgead.serve.gates)
 
     @model_validator(mode="after")
     def _one_source(self) -> StreamConfig:

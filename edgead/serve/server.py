@@ -184,6 +184,13 @@ def build_service(
         taken = {spec.name for spec in [*o.sinks, *shared]}
         own = sink_specs(s.sinks, f"{config_path}: streams[{i}].sinks", base, taken)
         sinks[s.name] = [*o.sinks, *shared, *own]
+    from edgead.serve.gates import make_gate
+
+    gates = {
+        s.name: make_gate(s.gate, f"{config_path}: streams[{i}].gate", base)
+        for i, s in enumerate(config.streams)
+        if s.gate is not None
+    }
     sources = {}
     for s in config.streams:
         try:
@@ -231,6 +238,7 @@ def build_service(
                 o,
                 s.threshold,
                 sinks[s.name],
+                gates.get(s.name),
             )
             for s in config.streams
         ]

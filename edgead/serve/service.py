@@ -57,6 +57,7 @@ class ServeOptions:
     drift: DriftSettings = field(default_factory=DriftSettings)
     feedback_frames: int = 16  # recent frames an operator can still confirm (in memory)
     sinks: list = field(default_factory=list)  # SinkSpec: every stream's verdicts to the line
+    gate: object | None = None  # a Gate: the line's state pauses the single stream
 
 
 class _StreamCollector:
@@ -247,7 +248,8 @@ class Service:
         """One bundle on one source (``edgead serve BUNDLE --video ...``): events in OUT/events."""
         o = options or ServeOptions()
         runner = BundleRunner(pipeline.bundle.root.name, pipeline, o.max_batch, o.max_wait_ms)
-        return cls([runner], [Stream(name, source, runner, out_dir, o, sinks=o.sinks)])
+        stream = Stream(name, source, runner, out_dir, o, sinks=o.sinks, gate=o.gate)
+        return cls([runner], [stream])
 
     @property
     def first(self) -> Stream:

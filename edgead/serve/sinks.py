@@ -599,7 +599,8 @@ class SinkSpec:
 _NEEDS = {"mqtt": "paho", "webhook": "urllib3", "opcua": "asyncua"}
 
 
-def _secret(config, where: str, base: Path) -> str | None:
+def read_secret(config, where: str, base: Path) -> str | None:
+    """A config's password from ``password_env`` or ``password_file`` (None without)."""
     if config.password_env is not None:
         value = os.environ.get(config.password_env)
         if value is None:
@@ -660,7 +661,7 @@ def sink_specs(
                 qos=c.qos,
                 client_id=c.client_id,
                 username=c.username,
-                password=_secret(c, at, base),
+                password=read_secret(c, at, base),
                 tls=tls,
             )
             specs.append(SinkSpec(MqttSink, name, {**common, **kwargs}))
@@ -673,7 +674,7 @@ def sink_specs(
             specs.append(SinkSpec(WebhookSink, name, {**common, "url": c.url, "headers": headers}))
         else:
             kwargs = dict(
-                url=c.url, nodes=c.nodes, username=c.username, password=_secret(c, at, base)
+                url=c.url, nodes=c.nodes, username=c.username, password=read_secret(c, at, base)
             )
             specs.append(SinkSpec(OpcUaSink, name, {**common, **kwargs}))
     return specs

@@ -26,6 +26,7 @@ from edgead.runtime.postprocess import normalize_score, overlay, verdict
 from edgead.runtime.timing import LatencyStats
 from edgead.serve.capture import Backoff, CaptureThread, Frame, FrameQueue
 from edgead.serve.feedback import FeedbackStore
+from edgead.serve.gates import Gate
 from edgead.serve.recorder import EventRecorder
 from edgead.serve.sinks import Sink, SinkSpec, line_message
 from edgead.serve.sources import FrameSource
@@ -52,6 +53,7 @@ class Stream:
         options: ServeOptions,
         threshold: float | None = None,
         sinks: list[SinkSpec] | tuple = (),
+        gate: Gate | None = None,
     ):
         self.name = name
         self.source = source
@@ -76,6 +78,8 @@ class Stream:
             on_failed=lambda reason: self.on_failed(self, reason),
         )
         self.capture.name = f"edgead-capture-{name}"
+        self.gate = gate  # the line's state pauses the capture (edgead.serve.gates)
+        self.capture.gate = gate
         self.recorder = EventRecorder(Path(out_dir) / "events", o.max_events, o.max_bytes)
         self.metrics: Metrics | None = None  # set by the service
         self._lock = threading.Lock()  # guards the published state below
@@ -127,6 +131,8 @@ class Stream:
         self._writer.start()
         for sink in self.sinks:
             sink.start()
+        if self.gate is not None:
+            self.gate.start()
 
     def stop_writer(self, timeout: float) -> None:
         if self._writer.ident is not None:  # started
@@ -134,6 +140,8 @@ class Stream:
             self._writer.join(timeout)
         for sink in self.sinks:  # what a sink cannot deliver in time stays in its spool
             sink.stop(min(timeout, 5.0))
+        if self.gate is not None:
+            self.gate.stop()
 
     # -- publishing -----------------------------------------------------------------------------
     def judge(self, result: Prediction) -> Prediction:
@@ -338,6 +346,7 @@ class Stream:
                 "queue": len(self.queue),
                 "events": self.recorder.stats(),
                 "sinks": [s.stats() for s in self.sinks],
+                "gate": None if self.gate is None else self.gate.stats(),
                 "model": {
                     "name": self.runner.name,
                     "detector": pipeline.bundle.manifest.detector,
@@ -386,6 +395,7 @@ class Stream:
                 "sinks": [
                     {k: v for k, v in s.stats().items() if k in _SINK_ROW} for s in self.sinks
                 ],
+                "paused_frames": source["paused_frames"],
             }
         )
         return row

@@ -20,7 +20,8 @@ pytest.importorskip("httpx", reason="the serve tests need httpx (dev extra)")
 
 from tests.integration.test_serve import (
     ServerProcess,
-    clip_frames,  # noqa: F401  (fixtures)
+    clip,  # noqa: F401  (fixtures)
+    clip_frames,  # noqa: F401
     free_port,
     wait_for,
 )
@@ -367,3 +368,84 @@ def test_a_config_sends_each_streams_verdicts_in_its_own_order(
     assert set(sub.topics) == {f"edgead/{s}/{patchcore_bundle.name}/r1" for s in ("left", "right")}
     assert [len(s["sinks"]) for s in status["streams"]] == [1, 1]
     assert (tmp_path / "out" / "left" / "spool" / "mqtt.sqlite").is_file()
+
+
+def test_the_lines_state_over_mqtt_pauses_a_camera_and_resumes_it(
+    patchcore_bundle,
+    clip,  # noqa: F811
+    tmp_path,
+):
+    import paho.mqtt.publish as publish
+
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    topic = "plant/line1/state"
+
+    def line(state: str) -> None:
+        publish.single(topic, state, qos=1, retain=True, hostname="127.0.0.1", port=broker.port)
+
+    line("running")
+    args = [str(patchcore_bundle), "--video", str(clip), "--loop", "--live"]
+    args += ["--gate", f"mqtt://127.0.0.1:{broker.port}/{topic}"]
+    srv = ServerProcess(args, tmp_path / "out")
+    try:
+        srv.wait_ready()
+        srv.wait_frames(10)
+        line("stopped")
+        wait_for(lambda: srv.status()["source"]["state"] == "paused", 20, "the stream to pause")
+        time.sleep(0.5)  # what was queued before the stop is scored
+        held = srv.status()
+        time.sleep(2.0)
+        still = srv.status()
+        line("running")
+        wait_for(lambda: srv.status()["frames"] > still["frames"] + 10, 30, "scoring again")
+        after = srv.status()
+    finally:
+        assert srv.stop() == 0, srv.output()
+        broker.stop()
+    # while the line stood, no frame was scored and the drift window took no part
+    assert still["frames"] == held["frames"], (held["frames"], still["frames"])
+    assert still["drift"]["parts"] == held["drift"]["parts"]
+    assert still["source"]["paused_frames"] > held["source"]["paused_frames"] + 10
+    assert after["source"]["state"] == "live"
+    gate = after["gate"]
+    assert gate["type"] == "mqtt" and gate["connected"] and gate["line_running"]
+    assert gate["changes"] == 2 and gate["last_value"] == "b'running'"
+
+
+def test_the_lines_state_from_an_opc_ua_variable_pauses_a_camera(
+    patchcore_bundle,
+    clip,  # noqa: F811
+    tmp_path,
+):
+    pytest.importorskip("asyncua", reason="the OPC UA test needs asyncua (serve extra)")
+    from asyncua import ua
+    from asyncua.sync import Server
+
+    port = free_port()
+    server = Server()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/line/")
+    ns = server.register_namespace("urn:edgead-test:line")
+    running = server.nodes.objects.add_variable(
+        ua.NodeId("Line1.Running", ns), "Running", True, ua.VariantType.Boolean
+    )
+    server.start()
+    args = [str(patchcore_bundle), "--video", str(clip), "--loop", "--live"]
+    args += ["--gate", f"opc.tcp://127.0.0.1:{port}/line/#ns={ns};s=Line1.Running"]
+    srv = ServerProcess(args, tmp_path / "out")
+    try:
+        srv.wait_ready()
+        srv.wait_frames(10)
+        running.write_value(False)
+        wait_for(lambda: srv.status()["source"]["state"] == "paused", 20, "the stream to pause")
+        time.sleep(0.5)
+        held = srv.status()["frames"]
+        time.sleep(1.5)
+        assert srv.status()["frames"] == held
+        running.write_value(True)
+        wait_for(lambda: srv.status()["frames"] > held + 10, 30, "scoring again")
+        gate = srv.status()["gate"]
+    finally:
+        assert srv.stop() == 0, srv.output()
+        server.stop()
+    assert gate["type"] == "opcua" and gate["changes"] == 2 and gate["line_running"]
