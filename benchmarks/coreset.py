@@ -1,5 +1,15 @@
 """The PatchCore coreset: time and covering radius of the greedy k-center picks.
 
+At real scale (``--case``): real features of one category at a larger input size, or of
+several categories pooled; the one greedy over every patch (the exact reference: computed
+once per case and kept in the results file) against the composable coreset at several chunk
+sizes, each run in a process of its own for its peak memory (the process's, features
+included). Rows are appended to ``--jsonl`` as they come, and a rerun skips what is there:
+
+    python benchmarks/coreset.py --case tire448 --image-size 448 \
+        --data ../shared/data/mvtec3d_tire --chunks 50000,100000,200000 \
+        --jsonl benchmarks/results/coreset_scale.jsonl
+
 On one category's real PatchCore features (default backbone, default settings), in one process:
 the fast greedy (``edgead.components.coreset``) against the naive greedy it replaces, each
 with its time and covering radius (largest distance from any training patch to its nearest
@@ -27,21 +37,24 @@ from edgead.components.coreset import covering_radius, first_pick, k_center_gree
 from edgead.runtime.bench import bench_context
 
 
-def features_of(data: Path, cache: Path | None) -> torch.Tensor:
+def features_of(data: Path | list[Path], cache: Path | None, image_size: int = 224) -> torch.Tensor:
+    """The default PatchCore embedder's patch features of the training images of one category
+    (or of several, pooled), in image order (each image's patches together)."""
     if cache is not None and cache.exists():
         return torch.from_numpy(np.load(cache))
     from edgead.components.common import batched_inputs, input_spec
     from edgead.data.datasets import open_dataset
     from edgead.detectors.patchcore.model import PatchCoreConfig, build_embedder
 
-    config = PatchCoreConfig()
+    config = PatchCoreConfig(image_size=(image_size, image_size))
     embedder, _ = build_embedder(config, None)
     chunks = []
     with torch.inference_mode():
-        paths = open_dataset(data).train_paths()
-        for _, batch, _ in batched_inputs(paths, input_spec(config), 16, "features", True):
-            emb = embedder(batch)
-            chunks.append(emb.reshape(-1, emb.shape[-1]))
+        for root in data if isinstance(data, list) else [data]:
+            paths = open_dataset(root).train_paths()
+            for _, batch, _ in batched_inputs(paths, input_spec(config), 16, "features", True):
+                emb = embedder(batch)
+                chunks.append(emb.reshape(-1, emb.shape[-1]))
     features = torch.cat(chunks)
     if cache is not None:
         np.save(cache, features.numpy())
@@ -63,6 +76,107 @@ def naive_greedy(features: torch.Tensor, n_select: int, seed: int) -> torch.Tens
     return selected
 
 
+def one_run(features_npy: Path, method: str, chunk: int, ratio: float, refine: float) -> dict:
+    """One coreset in this process: time, covering radius, peak memory (printed as JSON)."""
+    import resource
+
+    from edgead.components.coreset import k_center_greedy_chunked
+
+    x = torch.from_numpy(np.load(features_npy))
+    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_select = round(ratio * len(x))
+    k_center_greedy(x[:2000], 10)  # the numba kernel from its disk cache
+    t = time.perf_counter()
+    if method == "exact":
+        picks = k_center_greedy(x, n_select)
+    else:
+        picks = k_center_greedy_chunked(x, n_select, chunk, refine=refine)
+    seconds = time.perf_counter() - t
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    np.save(
+        features_npy.with_name(f"{features_npy.stem}_{method}{chunk or ''}_picks.npy"),
+        picks.numpy(),
+    )
+    return {
+        "method": method,
+        "chunk": chunk or None,
+        "refine": refine,
+        "patches": len(x),
+        "dim": x.shape[1],
+        "picks": n_select,
+        "seconds": round(seconds, 2),
+        "radius": covering_radius(x, picks),
+        "peak_rss_mb": round(peak_mb),
+        "features_mb": round(loaded_mb),
+    }
+
+
+def scale_case(args) -> None:
+    """The real-scale rows of one case (module docstring), appended to --jsonl."""
+    import subprocess
+    import sys
+
+    done = []
+    if args.jsonl.exists():
+        done = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line]
+    mine = [r for r in done if r["case"] == args.case]
+    features_npy = args.cache or Path(f"/tmp/edgead-features-{args.case}.npy")
+    if not features_npy.exists():
+        t = time.perf_counter()
+        features_of(args.data, features_npy, args.image_size)
+        print(f"{args.case}: features in {time.perf_counter() - t:.0f} s", flush=True)
+    # each chunk setting: ROWS or ROWS+SHARE (the share of picks made over all rows)
+    plans = [("exact", 0, 0.0)] + [
+        ("chunked", int(c.split("+")[0]), float(c.split("+")[1]) if "+" in c else 0.0)
+        for c in args.chunks.split(",")
+        if c
+    ]
+    for method, chunk, refine in plans:
+        if any(
+            r["method"] == method and (r["chunk"] or 0) == chunk and r.get("refine", 0) == refine
+            for r in mine
+        ):
+            continue
+        if method == "exact" and args.no_exact:
+            continue
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                method,
+                "--chunk",
+                str(chunk),
+                "--ratio",
+                str(args.ratio),
+                "--refine",
+                str(refine),
+                "--cache",
+                str(features_npy),
+                "--data",
+                "-",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row = {
+            "case": args.case,
+            "image_size": args.image_size,
+            "data": [str(d) for d in args.data],
+            **json.loads(out.stdout.splitlines()[-1]),
+            "context": bench_context(),
+        }
+        exact = next((r for r in mine if r["method"] == "exact"), None)
+        if exact is not None and method != "exact":
+            row["radius_vs_exact"] = row["radius"] / exact["radius"]
+            row["speedup_vs_exact"] = exact["seconds"] / row["seconds"]
+        mine.append(row)
+        with args.jsonl.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k != "context"}), flush=True)
+
+
 def timed(fn, *args) -> tuple[torch.Tensor, float]:
     t = time.perf_counter()
     out = fn(*args)
@@ -71,7 +185,7 @@ def timed(fn, *args) -> tuple[torch.Tensor, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, nargs="+", required=True, help="one or more (pooled)")
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--naive", action="store_true", help="also the naive greedy (~1 min on tire)")
     ap.add_argument(
@@ -81,10 +195,24 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=0, help="also at this many patches")
     ap.add_argument("--cache", type=Path, default=None, help="features .npy cache")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--case", default=None, help="a real-scale case name (see the docstring)")
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--chunks", default="50000,100000,200000")
+    ap.add_argument("--jsonl", type=Path, default=Path("benchmarks/results/coreset_scale.jsonl"))
+    ap.add_argument("--no-exact", action="store_true", help="skip the exact reference")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--refine", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.one is not None:
+        print(json.dumps(one_run(args.cache, args.one, args.chunk, args.ratio, args.refine)))
+        return
+    if args.case is not None:
+        scale_case(args)
+        return
 
-    result: dict = {"context": bench_context(), "data": str(args.data)}
-    features = features_of(args.data, args.cache)
+    result: dict = {"context": bench_context(), "data": str(args.data[0])}
+    features = features_of(args.data[0], args.cache)
     # compile the kernel first (numba caches it on disk)
     k_center_greedy(features[:2000], 10, device=args.device)
     runs = [("real", features)]

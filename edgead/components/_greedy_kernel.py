@@ -101,20 +101,47 @@ def _argmax(upper, arg_upper):
 PARALLEL_FROM = 20_000
 
 
-def greedy_cells(x, offsets, seeds, n_select, start, threads: int | None = None):
-    """Greedy k-center picks over ``x`` (rows sorted by cell); returns row indices of ``x``."""
+@njit(cache=True)
+def _cell_upper(offsets, min_d):
+    """Per cell: the largest distance of a member to its nearest pick, and that member."""
+    cells = len(offsets) - 1
+    upper = np.full(cells, -1.0, np.float32)  # empty cells are never picked
+    arg_upper = offsets[:-1].copy()
+    for b in range(cells):
+        best = -1.0
+        for j in range(offsets[b], offsets[b + 1]):
+            if min_d[j] > best:
+                best = min_d[j]
+                arg_upper[b] = j
+        if best >= 0.0:
+            upper[b] = np.sqrt(best)
+    return upper, arg_upper
+
+
+def greedy_cells(x, offsets, seeds, n_select, start, threads: int | None = None, min_d=None):
+    """Greedy k-center picks over ``x`` (rows sorted by cell); returns row indices of ``x``
+    and each row's squared distance to its nearest pick.
+
+    ``min_d``: squared distances of the rows to picks made before (an upper bound is enough:
+    a row counted farther than it is may be picked in vain, never missed); the greedy then
+    goes on from them, and ``start`` is ignored (the first pick is the farthest row)."""
     import numba
 
     if threads is not None:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     cells = len(offsets) - 1
     radius = _cell_radii(x, offsets, seeds)
-    min_d = np.full(len(x), np.inf, np.float32)
-    upper = np.full(cells, np.inf, np.float32)
-    upper[offsets[1:] == offsets[:-1]] = -1.0  # empty cells are never picked
-    arg_upper = offsets[:-1].copy()
+    if min_d is None:
+        min_d = np.full(len(x), np.inf, np.float32)
+        upper = np.full(cells, np.inf, np.float32)
+        upper[offsets[1:] == offsets[:-1]] = -1.0  # empty cells are never picked
+        arg_upper = offsets[:-1].copy()
+        idx = start
+    else:
+        min_d = np.ascontiguousarray(min_d, dtype=np.float32)
+        upper, arg_upper = _cell_upper(offsets, min_d)
+        idx = _argmax(upper, arg_upper)
     picks = np.empty(n_select, np.int64)
-    idx = start
     cells_buf = np.empty(cells, np.int64)
     parallel = numba.get_num_threads() > 1
     for i in range(n_select):
@@ -126,4 +153,4 @@ def greedy_cells(x, offsets, seeds, n_select, start, threads: int | None = None)
         else:
             _update_serial(x, offsets, min_d, upper, arg_upper, c, cells_buf, n_cells)
         idx = _argmax(upper, arg_upper)
-    return picks
+    return picks, min_d

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -111,3 +113,44 @@ def test_cuda_greedy_covers_as_well_as_the_cpu_kernel():
     gpu = k_center_greedy(x, 500, projection_dim=16, seed=1, device="cuda")
     assert len(set(gpu.tolist())) == 500
     assert covering_radius(x, gpu) <= 1.05 * covering_radius(x, cpu)
+
+
+def test_chunk_plan_shares_the_picks_in_proportion_and_in_full():
+    from edgead.components.coreset import chunk_plan
+
+    plan = chunk_plan(658_560, 65_856, 100_000)
+    assert len(plan) == 7 and sum(k for *_, k in plan) == 65_856
+    assert plan[0][0] == 0 and plan[-1][1] == 658_560
+    assert all(b == a2 for (_, b, _), (a2, _, _) in itertools.pairwise(plan))
+    assert chunk_plan(1000, 100, 5000) == [(0, 1000, 100)]
+    odd = chunk_plan(1003, 7, 250)
+    assert sum(k for *_, k in odd) == 7
+
+
+def test_the_chunked_coreset_is_each_chunks_greedy_and_covers_within_their_radius():
+    from edgead.components.coreset import (
+        chunk_plan,
+        covering_radius,
+        first_pick,
+        k_center_greedy_chunked,
+    )
+
+    x = clustered(per=100)
+    picks = k_center_greedy_chunked(x, 150, chunk=400, projection_dim=None, seed=2)
+    plan = chunk_plan(len(x), 150, 400)
+    assert len(plan) > 1 and len(picks) == 150 == len(set(picks.tolist()))
+    worst = 0.0
+    for i, (a, b, k) in enumerate(plan):
+        mine = picks[(picks >= a) & (picks < b)]
+        assert len(mine) == k  # each chunk's share, from its own rows
+        assert (mine - a).tolist() == naive_picks(x[a:b], k, first_pick(b - a, 2 + i))
+        worst = max(worst, covering_radius(x[a:b], mine - a))
+    assert covering_radius(x, picks) <= worst + 1e-4
+    # a share of the picks made over all rows after the chunks: as many picks, no repeats,
+    # and the farthest rows of the whole picked first, so the radius does not grow
+    refined = k_center_greedy_chunked(x, 150, chunk=400, projection_dim=None, seed=2, refine=0.2)
+    assert len(refined) == 150 == len(set(refined.tolist()))
+    assert covering_radius(x, refined) <= covering_radius(x, picks) * 1.05
+    # one chunk: the one greedy
+    one = k_center_greedy_chunked(x, 50, chunk=10_000, projection_dim=None, seed=2)
+    assert one.tolist() == k_center_greedy(x, 50, projection_dim=None, seed=2).tolist()

@@ -52,7 +52,15 @@ def test_the_holdout_figures_quoted_are_the_benchmarks():
 
 
 @pytest.mark.parametrize(
-    "name", ["thresholds_defaults.json", "thresholds_holdout.json", "shift.jsonl", "sinks.json"]
+    "name",
+    [
+        "thresholds_defaults.json",
+        "thresholds_holdout.json",
+        "shift.jsonl",
+        "sinks.json",
+        "coreset_scale.jsonl",
+        "coreset_chunks_rocauc.jsonl",
+    ],
 )
 def test_every_results_file_is_named_in_readme(name):
     assert f"benchmarks/results/{name}" in (REPO / "README.md").read_text()

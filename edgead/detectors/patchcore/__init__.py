@@ -22,6 +22,8 @@ class PatchCore(Detector):
     def check_options(self, values: dict) -> dict:
         if "coreset_ratio" in values and not 0 < values["coreset_ratio"] <= 1:
             raise EdgeadError("--coreset-ratio must be in (0, 1]")
+        if values.get("coreset_chunk", 0) < 0:
+            raise EdgeadError("--coreset-chunk must be 0 (one greedy) or a number of patches")
         if "coreset_projection" in values:
             values["coreset_projection"] = values["coreset_projection"] or None
         return values

@@ -28,6 +28,15 @@ FIT = [
         help="Random projection dimension for coreset selection (0: none).",
     ),
     click.option(
+        "--coreset-chunk",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Patches per chunk of a composable coreset (each chunk of consecutive images picks "
+        "its share; the bank is the union): fit time falls with the chunk count, at a measured "
+        "cost in covering radius and image ROCAUC (README, Speed on the CPU). 0: one greedy.",
+    ),
+    click.option(
         "--reweight/--no-reweight",
         default=False,
         show_default=True,
