@@ -41,7 +41,7 @@ class Broker:
     def __init__(self, folder: Path):
         if MOSQUITTO is None:
             pytest.skip("mosquitto is not installed (tools/install-mosquitto.sh installs it)")
-        pytest.importorskip("paho.mqtt", reason="the MQTT tests need paho-mqtt (serve extra)")
+        pytest.importorskip("paho.mqtt", reason="the MQTT tests need paho-mqtt (line extra)")
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -109,6 +109,30 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def opcua_server(variables: dict) -> tuple:
+    """An asyncua server on 127.0.0.1 standing in for a PLC: one writable variable per entry
+    (name -> (initial value, variant type)), node ids ``ns=NS;s=Line1.NAME``. Returns the
+    server (started), its URL, the namespace index and the nodes by name."""
+    pytest.importorskip("asyncua", reason="the OPC UA tests need asyncua (line extra)")
+    from asyncua import ua
+    from asyncua.sync import Server
+
+    url = f"opc.tcp://127.0.0.1:{free_port()}/line/"
+    server = Server()
+    server.set_endpoint(url)
+    ns = server.register_namespace("urn:edgead-test:line")
+    line = server.nodes.objects.add_object(ua.NodeId("Line1", ns), "Line1")
+    nodes = {}
+    for name, (value, vtype) in variables.items():
+        node = line.add_variable(
+            ua.NodeId(f"Line1.{name}", ns), name, value, getattr(ua.VariantType, vtype)
+        )
+        node.set_writable()
+        nodes[name] = node
+    server.start()
+    return server, url, ns, nodes
 
 
 def parts(frames: list[Path], folder: Path, n: int) -> Path:
@@ -228,32 +252,19 @@ def test_verdicts_are_written_to_an_opc_ua_server(
     clip_frames,  # noqa: F811
     tmp_path,
 ):
-    pytest.importorskip("asyncua", reason="the OPC UA test needs asyncua (serve extra)")
-    from asyncua import ua
-    from asyncua.sync import Server
-
-    port = free_port()
-    server = Server()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/line/")
-    ns = server.register_namespace("urn:edgead-test:line")
-    line = server.nodes.objects.add_object(ua.NodeId("Line1", ns), "Line1")
-    variables = {
-        "Verdict": ("", ua.VariantType.String),
-        "Reject": (False, ua.VariantType.Boolean),
-        "Score": (0.0, ua.VariantType.Double),
-        "Regions": (0, ua.VariantType.Int32),
-        "Count": (0, ua.VariantType.UInt32),
-    }
-    nodes = {}
-    for name, (value, vtype) in variables.items():
-        node = line.add_variable(ua.NodeId(f"Line1.{name}", ns), name, value, vtype)
-        node.set_writable()
-        nodes[name] = node
-    server.start()
+    server, url, ns, nodes = opcua_server(
+        {
+            "Verdict": ("", "String"),
+            "Reject": (False, "Boolean"),
+            "Score": (0.0, "Double"),
+            "Regions": (0, "Int32"),
+            "Count": (0, "UInt32"),
+        }
+    )
     n = 12
     folder = parts(clip_frames, tmp_path / "incoming", n)
     args = [str(patchcore_bundle), "--folder", str(folder), "--fps", "0"]
-    args += ["--opcua", f"opc.tcp://127.0.0.1:{port}/line/"]
+    args += ["--opcua", url]
     for field, name in (
         ("verdict", "Verdict"),
         ("anomalous", "Reject"),
@@ -418,20 +429,10 @@ def test_the_lines_state_from_an_opc_ua_variable_pauses_a_camera(
     clip,  # noqa: F811
     tmp_path,
 ):
-    pytest.importorskip("asyncua", reason="the OPC UA test needs asyncua (serve extra)")
-    from asyncua import ua
-    from asyncua.sync import Server
-
-    port = free_port()
-    server = Server()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/line/")
-    ns = server.register_namespace("urn:edgead-test:line")
-    running = server.nodes.objects.add_variable(
-        ua.NodeId("Line1.Running", ns), "Running", True, ua.VariantType.Boolean
-    )
-    server.start()
+    server, url, ns, nodes = opcua_server({"Running": (True, "Boolean")})
+    running = nodes["Running"]
     args = [str(patchcore_bundle), "--video", str(clip), "--loop", "--live"]
-    args += ["--gate", f"opc.tcp://127.0.0.1:{port}/line/#ns={ns};s=Line1.Running"]
+    args += ["--gate", f"{url}#ns={ns};s=Line1.Running"]
     srv = ServerProcess(args, tmp_path / "out")
     try:
         srv.wait_ready()
