@@ -37,6 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edgead.errors import EdgeadError, ImageDecodeError
 from edgead.serve.feedback import FeedbackError
 from edgead.serve.service import Service, Stream
+from edgead.serve.uploads import predict_upload
 
 log = logging.getLogger("edgead.serve")
 
@@ -226,7 +227,7 @@ def create_app(
             data = await request.body()
             name = request.query_params.get("name", name)
         try:
-            result = await run_in_threadpool(stream.predict_upload, data, name)
+            result = await run_in_threadpool(predict_upload, stream, data, name)
         except ImageDecodeError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(result)

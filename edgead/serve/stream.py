@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 
 from edgead.bundle.manifest import Normalization
-from edgead.errors import ImageDecodeError
 from edgead.runtime.drift import DriftMonitor, DriftStatus
 from edgead.runtime.pipeline import Prediction
 from edgead.runtime.postprocess import normalize_score, overlay, verdict
@@ -28,7 +27,7 @@ from edgead.serve.capture import Backoff, CaptureThread, Frame, FrameQueue
 from edgead.serve.feedback import FeedbackStore
 from edgead.serve.gates import Gate
 from edgead.serve.recorder import EventRecorder
-from edgead.serve.sinks import Sink, SinkSpec, line_message
+from edgead.serve.sinks import Sink, SinkSpec, send_verdict
 from edgead.serve.sources import FrameSource
 
 if TYPE_CHECKING:
@@ -36,9 +35,6 @@ if TYPE_CHECKING:
     from edgead.serve.service import Metrics, ServeOptions
 
 log = logging.getLogger("edgead.serve")
-
-# a sink's figures on the overview row (the stream's status has them all)
-_SINK_ROW = ("name", "type", "state", "sent", "spooled", "dropped", "last_error")
 
 
 class Stream:
@@ -190,21 +186,8 @@ class Stream:
             "frame_age_ms": (now - frame.captured_at) * 1e3,
         }
         self.source.done(frame.source_id)
-        if self.sinks:
-            manifest = self.runner.pipeline.bundle.manifest
-            message = line_message(
-                self.name,
-                f"{self.name}-{self._run_id}-{frame.seq}",
-                entry,
-                self.norm.image_threshold,
-                {
-                    "name": self.runner.name,
-                    "revision": manifest.revision,
-                    "detector": manifest.detector,
-                },
-            )
-            for sink in self.sinks:
-                sink.offer(message)
+        frame_id = f"{self.name}-{self._run_id}-{frame.seq}"
+        send_verdict(self.sinks, self.name, frame_id, entry, self.norm.image_threshold, self.runner)
         self.feedback.remember(frame.seq, frame.image, entry)
         checked = self.drift.add(result.image_score, anomalous)
         if checked is not None and (checked.state == "drift") != (self._drift_state == "drift"):
@@ -392,9 +375,7 @@ class Stream:
                 "drift": self.drift.status().state,
                 "drift_alarms": self.drift.status().alarms,
                 "drift_notices": self.drift.status().notices,
-                "sinks": [
-                    {k: v for k, v in s.stats().items() if k in _SINK_ROW} for s in self.sinks
-                ],
+                "sinks": [s.row() for s in self.sinks],
                 "paused_frames": source["paused_frames"],
             }
         )
@@ -413,29 +394,3 @@ class Stream:
         """(sequence number, JPEG) of the newest overlay; the number grows with each frame."""
         with self._jpeg_lock:
             return self._jpeg_seq, self._jpeg
-
-    def predict_upload(self, data: bytes, name: str) -> dict:
-        """Score one uploaded, already size-checked image; ImageDecodeError when it is bad."""
-        from edgead.serve.uploads import decode_upload_with_channels
-
-        try:
-            image, channels = decode_upload_with_channels(data, name)
-            image, note = self.runner.pipeline.admit(image, channels, name)
-        except ImageDecodeError as exc:
-            self.frame_error("upload", str(exc))
-            raise
-        result = self.judge(self.runner.predict_one(image, name))
-        self.metrics.uploads.labels(self.name, self.runner.name).inc()
-        return {
-            "stream": self.name,
-            "source": name,
-            "score": result.image_score,
-            "normalized_score": result.normalized_score,
-            "verdict": result.label,
-            "threshold": self.norm.image_threshold,
-            "latency_ms": result.timings_ms,
-            "map_max": float(result.anomaly_map.max()),
-            "regions": [r.to_dict() for r in result.regions],
-            # e.g. a colour image into a grayscale model, converted
-            "warnings": [note] if note else [],
-        }

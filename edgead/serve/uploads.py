@@ -9,10 +9,15 @@ formats a camera or a client sends.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgead.data.images import decode_with_channels, image_header
 from edgead.errors import ImageDecodeError
+
+if TYPE_CHECKING:
+    from edgead.serve.stream import Stream
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "BMP", "TIFF", "WEBP"}
 
@@ -37,3 +42,29 @@ def decode_upload_with_channels(
             name, f"image format {fmt} not accepted (use {', '.join(sorted(ALLOWED_FORMATS))})"
         )
     return decode_with_channels(data, name, max_pixels)
+
+
+def predict_upload(stream: Stream, data: bytes, name: str) -> dict:
+    """Score one uploaded, already size-checked image with ``stream``'s bundle and threshold;
+    ImageDecodeError when it is bad (reported to the stream)."""
+    try:
+        image, channels = decode_upload_with_channels(data, name)
+        image, note = stream.runner.pipeline.admit(image, channels, name)
+    except ImageDecodeError as exc:
+        stream.frame_error("upload", str(exc))
+        raise
+    result = stream.judge(stream.runner.predict_one(image, name))
+    stream.metrics.uploads.labels(stream.name, stream.runner.name).inc()
+    return {
+        "stream": stream.name,
+        "source": name,
+        "score": result.image_score,
+        "normalized_score": result.normalized_score,
+        "verdict": result.label,
+        "threshold": stream.norm.image_threshold,
+        "latency_ms": result.timings_ms,
+        "map_max": float(result.anomaly_map.max()),
+        "regions": [r.to_dict() for r in result.regions],
+        # e.g. a colour image into a grayscale model, converted
+        "warnings": [note] if note else [],
+    }

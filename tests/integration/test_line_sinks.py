@@ -235,7 +235,10 @@ def test_a_serve_killed_while_spooling_delivers_the_spool_after_a_restart(
     try:
         srv.wait_ready()
         wait_for(lambda: len(sub.unique()) >= n, 60, "the spooled verdicts on the broker")
-        status = srv.status()
+        # the PUBACKs are counted after the subscriber may have its copies
+        status = wait_for(
+            lambda: (s := srv.status())["sinks"][0]["sent"] >= n and s, 30, "every PUBACK"
+        )
     finally:
         assert srv.stop() == 0, srv.output()
         sub.close()
