@@ -249,7 +249,7 @@ class CaptureThread(threading.Thread):
                     replay = False  # a failed reopen makes the next success a reconnect
                     ever_opened = ever_opened or opened
                     continue
-                if not self._gate_open() and not self.source.live:
+                if not self.source.live and not self._gate_open():
                     self._stop_event.wait(0.1)  # files wait for the line, nothing is lost
                     continue
                 try:
