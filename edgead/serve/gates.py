@@ -251,17 +251,11 @@ def gate_from_url(url: str | None) -> dict | None:
 def make_gate(config, where: str, base) -> Gate:
     """A gate from its config (``edgead.serve.config.GateConfig``), secrets read; EdgeadError
     naming ``where`` when its package is missing or a secret cannot be read."""
-    import importlib.util
     from pathlib import Path
 
-    from edgead.serve.sinks import read_secret
+    from edgead.serve.sinks.build import read_secret, require_package
 
-    module = {"mqtt": "paho", "opcua": "asyncua"}[config.type]
-    if importlib.util.find_spec(module) is None:
-        raise EdgeadError(
-            f"{where}: the {config.type} gate needs the {module} package: "
-            "pip install 'edgead[line]'"
-        )
+    require_package(config.type, "gate", where)
     common = {"initial": config.initial == "running"}
     if config.run_values is not None:
         common["run_values"] = tuple(config.run_values)

@@ -276,3 +276,31 @@ def test_names_stay_unique_per_stream(tmp_path):
     )
     specs = sink_specs(config.sinks, "sinks", tmp_path, {"webhook"})
     assert [s.name for s in specs] == ["webhook-2", "webhook-3"]
+
+
+def test_a_missing_line_package_is_said_at_start_for_sinks_and_gates(tmp_path, monkeypatch):
+    import importlib.util
+
+    from edgead.serve.gates import make_gate
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "paho" else real(name, *a)
+    )
+    config = ServeConfig.model_validate(
+        {
+            "streams": [
+                {
+                    "name": "a",
+                    "bundle": "b",
+                    "folder": "f",
+                    "gate": {"type": "mqtt", "host": "h", "topic": "line/state"},
+                }
+            ],
+            "sinks": [{"type": "webhook", "url": "http://h/1"}, {"type": "mqtt", "host": "h"}],
+        }
+    )
+    with pytest.raises(EdgeadError, match=r"sinks\[1\]: the mqtt sink needs the paho package"):
+        sink_specs(config.sinks, "sinks", tmp_path)
+    with pytest.raises(EdgeadError, match=r"streams\[0\].gate: the mqtt gate needs the paho"):
+        make_gate(config.streams[0].gate, "streams[0].gate", tmp_path)

@@ -31,6 +31,18 @@ class SinkSpec:
 _NEEDS = {"mqtt": "paho", "webhook": "urllib3", "opcua": "asyncua"}
 
 
+def require_package(kind: str, what: str, where: str) -> None:
+    """EdgeadError naming ``where`` when the package a ``kind`` of sink or gate sends or
+    reads with (the ``line`` extra) is not installed: said at start, not at the first verdict."""
+    import importlib.util
+
+    module = _NEEDS[kind]
+    if importlib.util.find_spec(module) is None:
+        raise EdgeadError(
+            f"{where}: the {kind} {what} needs the {module} package: pip install 'edgead[line]'"
+        )
+
+
 def read_secret(config, where: str, base: Path) -> str | None:
     """A config's password from ``password_env`` or ``password_file`` (None without)."""
     if config.password_env is not None:
@@ -55,15 +67,9 @@ def sink_specs(
     receiver that is down at start is not an error (the spool holds its messages)."""
     specs: list[SinkSpec] = []
     used = taken if taken is not None else set()  # names already given to the stream's sinks
-    import importlib.util
-
     for i, c in enumerate(configs):
         at = f"{where}[{i}]"
-        module = _NEEDS[c.type]
-        if importlib.util.find_spec(module) is None:
-            raise EdgeadError(
-                f"{at}: the {c.type} sink needs the {module} package: pip install 'edgead[line]'"
-            )
+        require_package(c.type, "sink", at)
         name = c.name or c.type
         k = 2
         while name in used:

@@ -72,11 +72,9 @@ class MqttSink(Sink):
         if outcome["rc"].is_failure:
             raise ConnectionError(f"broker refused the connection: {outcome['rc']}")
 
-    def deliver(self, counter: int, message: dict) -> bool:
-        raise NotImplementedError  # batches go through _deliver_rows below
-
     def _deliver_rows(self, rows: list[tuple[int, str]]) -> int:
-        # publish the batch, then wait for the PUBACKs in order: one round trip per batch
+        # instead of the base's one-by-one ``deliver``: publish the batch, then wait for the
+        # PUBACKs in order (one round trip per batch)
         import paho.mqtt.client as mqtt
 
         infos = []
