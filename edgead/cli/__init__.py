@@ -8,6 +8,7 @@ from edgead.cli import (  # noqa: F401
     demo,
     drift,
     engine,
+    many,
     parity,
     run,
     serve,

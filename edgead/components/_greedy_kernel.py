@@ -10,8 +10,10 @@ from numba import njit, prange
 
 @njit(parallel=True, fastmath=True, cache=True)
 def _cell_radii(x, offsets, seeds):
+    """Per cell its radius; per point its distance to its cell's seed."""
     cells = len(offsets) - 1
     radius = np.zeros(cells, np.float32)
+    to_seed = np.empty(len(x), np.float32)
     for b in prange(cells):
         worst = 0.0
         for j in range(offsets[b], offsets[b + 1]):
@@ -19,13 +21,14 @@ def _cell_radii(x, offsets, seeds):
             for k in range(x.shape[1]):
                 t = x[j, k] - seeds[b, k]
                 d2 += t * t
+            to_seed[j] = np.sqrt(d2)
             worst = max(worst, d2)
         radius[b] = np.sqrt(worst)
-    return radius
+    return radius, to_seed
 
 
 @njit(fastmath=True, cache=True)
-def _reachable(offsets, seeds, radius, upper, c, cells_out):
+def _reachable(offsets, seeds, radius, upper, c, cells_out, dz_out):
     """The cells that centre ``c`` may bring closer (the others are skipped whole):
     |x - c| >= |c - z| - |x - z| >= dz - R, and a cell whose every member is already within
     that bound cannot change. A small slack keeps rounding from skipping a cell that a tie
@@ -45,23 +48,29 @@ def _reachable(offsets, seeds, radius, upper, c, cells_out):
         if dz - radius[b] - 1e-4 * (dz + radius[b]) > upper[b]:
             continue
         cells_out[n_cells] = b
+        dz_out[n_cells] = dz
         n_cells += 1
         n_points += hi - lo
     return n_cells, n_points
 
 
 @njit(fastmath=True, inline="always")
-def _update_cell(x, offsets, min_d, upper, arg_upper, c, b):
+def _update_cell(x, offsets, min_d, upper, arg_upper, c, b, dz, to_seed):
+    """Members of cell ``b`` brought closer by centre ``c`` (``dz`` from the cell's seed).
+    Per member the same bound as per cell: |x - c| >= |dz - |x - z||; a member already
+    nearer its pick than that is not measured (most of them, late in the run)."""
     lo, hi = offsets[b], offsets[b + 1]
     best = -1.0
     arg = lo
     for j in range(lo, hi):
-        d2 = 0.0
-        for k in range(x.shape[1]):
-            t = x[j, k] - c[k]
-            d2 += t * t
-        if d2 < min_d[j]:
-            min_d[j] = d2
+        gap = abs(dz - to_seed[j]) - 1e-4 * (dz + to_seed[j])
+        if gap <= 0.0 or gap * gap < min_d[j]:
+            d2 = 0.0
+            for k in range(x.shape[1]):
+                t = x[j, k] - c[k]
+                d2 += t * t
+            if d2 < min_d[j]:
+                min_d[j] = d2
         if min_d[j] > best:
             best = min_d[j]
             arg = j
@@ -70,15 +79,15 @@ def _update_cell(x, offsets, min_d, upper, arg_upper, c, b):
 
 
 @njit(fastmath=True, cache=True)
-def _update_serial(x, offsets, min_d, upper, arg_upper, c, cells, n_cells):
+def _update_serial(x, offsets, min_d, upper, arg_upper, c, cells, n_cells, dzs, to_seed):
     for i in range(n_cells):
-        _update_cell(x, offsets, min_d, upper, arg_upper, c, cells[i])
+        _update_cell(x, offsets, min_d, upper, arg_upper, c, cells[i], dzs[i], to_seed)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def _update_parallel(x, offsets, min_d, upper, arg_upper, c, cells, n_cells):
+def _update_parallel(x, offsets, min_d, upper, arg_upper, c, cells, n_cells, dzs, to_seed):
     for i in prange(n_cells):
-        _update_cell(x, offsets, min_d, upper, arg_upper, c, cells[i])
+        _update_cell(x, offsets, min_d, upper, arg_upper, c, cells[i], dzs[i], to_seed)
 
 
 @njit(cache=True)
@@ -130,7 +139,7 @@ def greedy_cells(x, offsets, seeds, n_select, start, threads: int | None = None,
     if threads is not None:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     cells = len(offsets) - 1
-    radius = _cell_radii(x, offsets, seeds)
+    radius, to_seed = _cell_radii(x, offsets, seeds)
     if min_d is None:
         min_d = np.full(len(x), np.inf, np.float32)
         upper = np.full(cells, np.inf, np.float32)
@@ -143,14 +152,13 @@ def greedy_cells(x, offsets, seeds, n_select, start, threads: int | None = None,
         idx = _argmax(upper, arg_upper)
     picks = np.empty(n_select, np.int64)
     cells_buf = np.empty(cells, np.int64)
+    dz_buf = np.empty(cells, np.float32)
     parallel = numba.get_num_threads() > 1
     for i in range(n_select):
         picks[i] = idx
         c = x[idx]
-        n_cells, n_points = _reachable(offsets, seeds, radius, upper, c, cells_buf)
-        if parallel and n_points >= PARALLEL_FROM:
-            _update_parallel(x, offsets, min_d, upper, arg_upper, c, cells_buf, n_cells)
-        else:
-            _update_serial(x, offsets, min_d, upper, arg_upper, c, cells_buf, n_cells)
+        n_cells, n_points = _reachable(offsets, seeds, radius, upper, c, cells_buf, dz_buf)
+        update = _update_parallel if parallel and n_points >= PARALLEL_FROM else _update_serial
+        update(x, offsets, min_d, upper, arg_upper, c, cells_buf, n_cells, dz_buf, to_seed)
         idx = _argmax(upper, arg_upper)
     return picks, min_d

@@ -26,7 +26,7 @@ from edgead.components.common import (
     training_batches,
 )
 from edgead.components.config import ConfigMixin
-from edgead.components.coreset import k_center_greedy, k_center_greedy_chunked
+from edgead.components.coreset import chunk_plan, k_center_greedy, k_center_greedy_chunked
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,12 @@ class PatchCoreConfig(ConfigMixin):
     embed_dim: int = 1024
     coreset_ratio: float = 0.1
     coreset_projection: int | None = 128
-    # rows per chunk of the composable coreset (components/coreset.py); 0: the one greedy over
-    # every patch, the default (measured: chunks cost covering radius and image ROCAUC,
-    # benchmarks/results/coreset_scale.jsonl and coreset_chunks_rocauc.jsonl)
-    coreset_chunk: int = 0
+    # rows per chunk of the composable coreset (components/coreset.py); fewer rows than about
+    # 1.5 chunks: the one greedy over every patch (tire, bottle, juice at 224 px). 0: always the
+    # one greedy. Measured on real features: benchmarks/results/coreset_scale.jsonl
+    coreset_chunk: int = 250_000
     # with chunks: the share of the picks made by the one greedy over every patch, after them
-    coreset_refine: float = 0.0
+    coreset_refine: float = 0.1
     reweight: bool = False
     reweight_neighbors: int = 9
     blur_sigma: float = 4.0
@@ -189,6 +189,8 @@ def fit(
     n_select = max(1, round(config.coreset_ratio * features.shape[0]))
     # on the fit's device: the plain greedy on CUDA, the pruned kernel on the CPU
     chunk = config.coreset_chunk
+    if chunk and len(chunk_plan(features.shape[0], n_select, chunk)) == 1:
+        chunk = 0  # one chunk: the one greedy
     if chunk:
         idx = k_center_greedy_chunked(
             features,
