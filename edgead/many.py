@@ -17,7 +17,7 @@ Each product runs ``edgead export`` in a process of its own on a Ray worker (its
 its failure its own), with the threads its share of the cores gives it. Relative paths are
 taken from the products file's folder. Data and bundle paths must be the same paths on the
 machine that submits and on every worker (a shared file system on a cluster): they are checked
-here before anything is submitted, and again on the worker before it fits.
+before anything is submitted (``edgead.cli.many``), and again on the worker before it fits.
 
 A finished bundle is not refitted: ``edgead export`` records a fingerprint of the training data
 (every file's content), the detector, its resolved options and the edgead version in the
@@ -97,117 +97,6 @@ def fingerprint(detector: str, data: str | Path, options: dict[str, Any]) -> str
     }
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def option_args(command: Any, options: dict[str, Any], where: str) -> list[str]:
-    """The command-line arguments of ``options`` (option names as in the products file:
-    ``image_size`` or ``image-size``) for ``edgead export <detector>``."""
-    params = {p.name: p for p in command.params if p.name}
-    args: list[str] = []
-    for key, value in options.items():
-        name = str(key).replace("-", "_")
-        param = params.get(name)
-        if param is None or name in RESERVED:
-            known = ", ".join(sorted(n for n in params if n not in RESERVED))
-            reason = "set by export-many" if name in RESERVED else f"known: {known}"
-            raise EdgeadError(f"{where}: option {key!r} is not one of the export's ({reason})")
-        flag = param.opts[0]
-        if getattr(param, "is_flag", False):
-            if value:
-                args.append(flag)
-            elif param.secondary_opts:
-                args.append(param.secondary_opts[0])
-            continue
-        values = value if isinstance(value, list | tuple) else [value]
-        if getattr(param, "multiple", False) or (param.nargs or 1) != 1:
-            for v in values:
-                args += [flag, str(v)]
-        else:
-            args += [flag, ",".join(str(v) for v in values)]
-    return args
-
-
-def resolved_options(command: Any, args: list[str], where: str) -> dict[str, Any]:
-    """The export's options as it will see them (click parses ``args``, defaults filled in):
-    a bad value fails here, before anything runs."""
-    import click
-
-    try:
-        ctx = command.make_context(command.name, ["--data", ".", "--out", "x", *args])
-    except click.ClickException as exc:
-        raise EdgeadError(f"{where}: {exc.format_message()}") from exc
-    return dict(ctx.params)
-
-
-def load_products(path: Path, output: Path) -> list[Product | Outcome]:
-    """The products of ``path``, each checked (detector, options, data) before any is
-    submitted; a product that fails a check is an Outcome ``failed`` saying why."""
-    import yaml
-
-    from edgead.cli.detector_verbs import make_export
-    from edgead.detectors.registry import detector_names, get_detector
-    from edgead.workflows import check_data
-
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise EdgeadError(f"{path}: not a readable YAML products file: {exc}") from exc
-    if not isinstance(spec, dict) or not isinstance(spec.get("products"), list):
-        raise EdgeadError(f"{path}: expected a mapping with a list under 'products'")
-    defaults = spec.get("defaults") or {}
-    base = path.parent
-    out: list[Product | Outcome] = []
-    names: set[str] = set()
-    for i, item in enumerate(spec["products"]):
-        if not isinstance(item, dict) or "data" not in item:
-            raise EdgeadError(f"{path}: products[{i}]: expected a mapping with 'data'")
-        name = str(item.get("name") or Path(item["data"]).name)
-        if name in names:
-            raise EdgeadError(f"{path}: product name {name!r} appears twice")
-        names.add(name)
-        detector = str(item.get("detector") or defaults.get("detector") or "patchcore")
-        data = (base / str(item["data"])).resolve()
-        bundle = (base / str(item["bundle"])).resolve() if "bundle" in item else output / name
-        log = output / "logs" / f"{name}.log"
-        where = f"{path}: product {name!r}"
-        try:
-            if detector not in detector_names():
-                known = ", ".join(detector_names())
-                raise EdgeadError(f"{where}: unknown detector {detector!r} (known: {known})")
-            command = make_export(get_detector(detector))
-            options = {
-                str(k).replace("-", "_"): v
-                for layer in (defaults.get("options"), item.get("options"))
-                for k, v in (layer or {}).items()
-            }
-            args = option_args(command, options, where)
-            resolved = resolved_options(command, args, where)
-            try:  # the values the detector checks itself (sizes, layers, ranges)
-                get_detector(detector).config_from_options(dict(resolved))
-            except (ValueError, TypeError, EdgeadError) as exc:
-                raise EdgeadError(f"{where}: {exc}") from exc
-            try:
-                check_data(data)
-                if not os.access(data, os.R_OK | os.X_OK):
-                    raise EdgeadError(f"{data}: not readable by this user")
-            except EdgeadError as exc:
-                raise EdgeadError(
-                    f"{where}: {exc} (data must be readable here and on workers)"
-                ) from exc
-            out.append(
-                Product(
-                    name,
-                    detector,
-                    str(data),
-                    str(bundle),
-                    args,
-                    fingerprint(detector, data, resolved),
-                    str(log),
-                )
-            )
-        except EdgeadError as exc:
-            out.append(Outcome(name, detector, "failed", str(bundle), error=str(exc)))
-    return out
 
 
 def bundle_fingerprint(bundle: Path) -> str | None:

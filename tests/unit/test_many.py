@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from edgead.cli.many import load_products
 from edgead.errors import EdgeadError
-from edgead.many import Outcome, Product, fingerprint, load_products, write_results
+from edgead.many import Outcome, Product, fingerprint, write_results
 
 
 def category(root: Path) -> Path:
