@@ -42,6 +42,8 @@ from typing import Any
 
 from edgead.errors import EdgeadError
 
+# the detector of a product that names none, in the product or the file's defaults
+DEFAULT_DETECTOR = "patchcore"
 # options export-many sets itself for every product
 RESERVED = {"data", "model", "out", "overwrite", "threads", "quiet"}
 

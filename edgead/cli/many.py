@@ -12,7 +12,7 @@ import click
 
 from edgead.cli.main import EXIT_ERROR, main
 from edgead.errors import EdgeadError
-from edgead.many import RESERVED, Outcome, Product, fingerprint
+from edgead.many import DEFAULT_DETECTOR, RESERVED, Outcome, Product, fingerprint
 
 
 def option_args(command: Any, options: dict[str, Any], where: str) -> list[str]:
@@ -81,7 +81,7 @@ def load_products(path: Path, output: Path) -> list[Product | Outcome]:
         if name in names:
             raise EdgeadError(f"{path}: product name {name!r} appears twice")
         names.add(name)
-        detector = str(item.get("detector") or defaults.get("detector") or "patchcore")
+        detector = str(item.get("detector") or defaults.get("detector") or DEFAULT_DETECTOR)
         data = (base / str(item["data"])).resolve()
         bundle = (base / str(item["bundle"])).resolve() if "bundle" in item else output / name
         log = output / "logs" / f"{name}.log"

@@ -35,7 +35,12 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
     short = Path(f"/tmp/edgead-ray-{os.getpid()}")
     # local-only: Ray binds its servers to the node address, and maps 127.0.0.1 to the
     # host's own address unless told this node is not part of a cluster
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "disabled",
+    }
     log = (temp / "head.log").open("w")
     head = subprocess.Popen(
         [
@@ -120,6 +125,8 @@ def edgead(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
             **os.environ,
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            # the test cluster runs without Ray's token (a token file of another run would differ)
+            "RAY_AUTH_MODE": "disabled",
         },
     )
 
