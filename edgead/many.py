@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,11 @@ class Outcome:
     image_threshold: float | None = None
     error: str = ""
     host: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def failed(product: Product, error: str, **kw: Any) -> Outcome:
+    """The results row of a product that failed (on its worker, or as a Ray task)."""
+    return Outcome(product.name, product.detector, "failed", product.bundle, error=error, **kw)
 
 
 def data_digest(data: Path) -> list[tuple[str, str]]:
@@ -133,12 +137,9 @@ def run_product(product: Product, threads: int) -> Outcome:
     host = socket.gethostname()
     data, bundle, log = Path(product.data), Path(product.bundle), Path(product.log)
     if not data.is_dir():
-        return Outcome(
-            product.name,
-            product.detector,
-            "failed",
-            product.bundle,
-            error=f"{data}: not found on worker {host} (data must be on a path every worker reads)",
+        return failed(
+            product,
+            f"{data}: not found on worker {host} (data must be on a path every worker reads)",
             host=host,
         )
     if bundle_fingerprint(bundle) == product.fingerprint:
@@ -168,16 +169,8 @@ def run_product(product: Product, threads: int) -> Outcome:
     seconds = round(time.perf_counter() - t, 1)
     if rc != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        return Outcome(
-            product.name,
-            product.detector,
-            "failed",
-            product.bundle,
-            log=product.log,
-            seconds=seconds,
-            error=f"export exited {rc}: " + " | ".join(tail),
-            host=host,
-        )
+        error = f"export exited {rc}: " + " | ".join(tail)
+        return failed(product, error, log=product.log, seconds=seconds, host=host)
     return outcome_from_bundle(product, "done", seconds=seconds)
 
 
@@ -224,14 +217,7 @@ def run_all(
                 try:
                     outcome = ray.get(ready[0])
                 except Exception as exc:  # a worker that died: that product fails, not the run
-                    outcome = Outcome(
-                        product.name,
-                        product.detector,
-                        "failed",
-                        product.bundle,
-                        log=product.log,
-                        error=f"Ray task failed: {exc}",
-                    )
+                    outcome = failed(product, f"Ray task failed: {exc}", log=product.log)
                 results[product.name] = outcome
                 progress(outcome, len(results), total)
         finally:
