@@ -166,6 +166,24 @@ def write_bundle(out: str | Path, overwrite: bool = False) -> Iterator[BundleWri
             raise BundleError(f"{out}: internal error, bundle has no manifest")
 
 
+@contextlib.contextmanager
+def amend_bundle(root: str | Path) -> Iterator[tuple[BundleWriter, Manifest]]:
+    """Add artifacts to a bundle, atomically: the block works on a staged copy (the writer
+    holds the manifest's artifacts; write the manifest at the end), which replaces the bundle
+    only if the block finishes cleanly."""
+    bundle = open_bundle(root)
+    with atomic_directory(bundle.root, overwrite=True) as staging:
+        for item in bundle.root.iterdir():
+            target = staging / item.name
+            if item.is_dir():
+                shutil.copytree(item, target)
+            else:
+                shutil.copy2(item, target)
+        writer = BundleWriter(staging)
+        writer.artifacts = list(bundle.manifest.artifacts)
+        yield writer, bundle.manifest
+
+
 @dataclass
 class Bundle:
     """A verified bundle on disk."""

@@ -12,8 +12,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# 1.1: normalization.calibration, revision, history; 1.2: digest (the manifest's own checksum)
-SCHEMA_VERSION = "1.2"
+# 1.1: normalization.calibration, revision, history; 1.2: digest (the manifest's own checksum);
+# 1.3: INT8 parity tolerances
+SCHEMA_VERSION = "1.3"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -127,11 +128,24 @@ class ParityTolerance:
     fp16_rocauc_points: float = 0.5
     fp16_score_rel: float = 0.02
     fp16_golden_rel: float = 0.05
+    # the INT8 graph is gated on what a verdict depends on, not on closeness of outputs
+    # (quantization moves each output by far more than FP16 does): ROCAUC, the ranks of the
+    # image scores (Spearman against the original's), and the detection and false-reject rates
+    # at the bundle's threshold (points, one-sided: the INT8 graph may not be worse by more)
+    int8_rocauc_points: float = 0.5
+    int8_rank: float = 0.99
+    int8_rate_points: float = 2.0
 
     def for_precision(self, precision: str) -> ParityTolerance:
-        """The tolerances that apply to a run at ``precision`` (fp32 or fp16)."""
+        """The tolerances that apply to a run at ``precision`` (fp32, fp16 or int8)."""
         if precision == "fp32":
             return self
+        if precision == "int8":
+            return dataclasses.replace(
+                self,
+                image_rocauc_points=max(self.image_rocauc_points, self.int8_rocauc_points),
+                pixel_rocauc_points=max(self.pixel_rocauc_points, self.int8_rocauc_points),
+            )
         return ParityTolerance(
             image_rocauc_points=max(self.image_rocauc_points, self.fp16_rocauc_points),
             pixel_rocauc_points=max(self.pixel_rocauc_points, self.fp16_rocauc_points),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 ONNX = "backbone"
 ONNX_FP16 = "backbone_fp16"
+# post-training quantized (QDQ), calibrated on good training images, gated at export
+ONNX_INT8 = "backbone_int8"
 ENGINE = {"fp32": "engine_fp32", "fp16": "engine_fp16"}
 TORCH_PROGRAM = "torch_graph"
 TORCH_PROGRAM_FP16 = "torch_graph_fp16"
@@ -22,7 +24,9 @@ def gallery(i: int) -> str:
 
 # which artifact each backend runs, per precision
 GRAPH_ROLES = {
-    "onnxruntime": {"fp32": ONNX, "fp16": ONNX_FP16},
+    "onnxruntime": {"fp32": ONNX, "fp16": ONNX_FP16, "int8": ONNX_INT8},
+    # OpenVINO reads the same ONNX graphs
+    "openvino": {"fp32": ONNX, "fp16": ONNX_FP16, "int8": ONNX_INT8},
     "tensorrt": dict(ENGINE),
     # FP16: the program exported from the FP16 graph's module; bundles written before it
     # existed fall back to the FP32 program under autocast (CUDA only)

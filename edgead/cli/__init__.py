@@ -10,6 +10,7 @@ from edgead.cli import (  # noqa: F401
     engine,
     many,
     parity,
+    quantize,
     run,
     serve,
     sign,

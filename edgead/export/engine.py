@@ -10,14 +10,13 @@ modules produce the same FP16 engine; FP32 likewise from the FP32 graph.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgead.bundle import roles
-from edgead.bundle.io import BundleWriter, atomic_directory, open_bundle
+from edgead.bundle.io import amend_bundle
 from edgead.errors import EdgeadError
 from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module
 
@@ -98,23 +97,18 @@ def build_engines(
 ) -> list[dict[str, Any]]:
     """Add engines to a bundle, atomically: the bundle is rewritten with them or left as it was."""
     settings = settings or EngineSettings()
-    bundle = open_bundle(bundle_root)
-    manifest = bundle.manifest
     built = []
-    with atomic_directory(bundle.root, overwrite=True) as staging:
-        for item in bundle.root.iterdir():
-            target = staging / item.name
-            if item.is_dir():
-                shutil.copytree(item, target)
-            else:
-                shutil.copy2(item, target)
-        writer = BundleWriter(staging)
-        writer.artifacts = list(manifest.artifacts)
+    with amend_bundle(bundle_root) as (writer, manifest):
+        staging = writer.staging
         for precision in precisions:
-            role = roles.GRAPH_ROLES["onnxruntime"].get(precision)
+            # INT8: the quantized graph runs on onnxruntime and OpenVINO; no engine is built
+            # from it (TensorRT-RTX, the builder here, has no INT8 calibration)
+            role = (
+                roles.GRAPH_ROLES["onnxruntime"][precision] if precision in roles.ENGINE else None
+            )
             if role is None or not manifest.has_artifact(role):
                 raise EdgeadError(
-                    f"{bundle.root}: no {precision} graph to build from; re-export with --fp16"
+                    f"{bundle_root}: no {precision} graph to build from; re-export with --fp16"
                     if role
                     else f"unknown precision {precision!r}: fp16 or fp32"
                 )

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgead.bundle import roles
 from edgead.bundle.io import Bundle, open_bundle
+from edgead.bundle.manifest import ParityTolerance
 from edgead.bundle.references import read_reference_scores
 from edgead.data.datasets import open_dataset
 from edgead.data.images import read_mask
@@ -89,16 +90,21 @@ def _row(
     tol: float,
     unit: str,
     diff: float | None = None,
+    one_sided: bool = False,
 ) -> ParityRow:
     if orig is None or got is None:
         return ParityRow(check, orig, got, None, tol, unit, None)
-    diff = abs(got - orig) if diff is None else diff
+    if diff is None:
+        diff = max(0.0, orig - got) if one_sided else abs(got - orig)
     return ParityRow(check, orig, got, diff, tol, unit, bool(diff <= tol))
 
 
 def golden_rows(pipeline: Pipeline) -> list[ParityRow]:
     bundle = pipeline.bundle
     tol = bundle.manifest.parity.for_precision(pipeline.precision)
+    # INT8 moves each output by far more than the FP32/FP16 tolerances; its closeness is
+    # reported here, and it is gated on the evaluation set (``int8_rows``)
+    int8 = pipeline.precision == "int8"
     with np.load(bundle.path(roles.GOLDEN)) as g:
         golden = {k: g[k] for k in g.files}
     graph = bundle.manifest.graph
@@ -114,9 +120,9 @@ def golden_rows(pipeline: Pipeline) -> list[ParityRow]:
                     None,
                     None,
                     rel,
-                    tol.golden_rel,
+                    None if int8 else tol.golden_rel,
                     "relative",
-                    rel <= tol.golden_rel,
+                    None if int8 else rel <= tol.golden_rel,
                 )
             )
     scores, _ = pipeline.finish(pipeline.scorer.run(outputs))
@@ -139,9 +145,9 @@ def golden_rows(pipeline: Pipeline) -> list[ParityRow]:
             float(ref.max()),
             float(scores.max()),
             rel,
-            tol.score_rel,
+            None if int8 else tol.score_rel,
             "relative",
-            rel <= tol.score_rel,
+            None if int8 else rel <= tol.score_rel,
         )
     )
     return rows
@@ -210,22 +216,16 @@ def dataset_rows(
         [maps[str(s.path)] for s in kept] if masks else None,
     )
     orig = m.metrics
+    # INT8: one-sided, a quantized graph may not lose more than the tolerance (a gain on a
+    # small test set is no failure; the rank check below bounds how far the scores moved)
+    lost = pipeline.precision == "int8"
     rows = [
-        _row(
-            "image ROCAUC",
-            _pct(orig.image_rocauc),
-            _pct(got.image_rocauc),
-            tol.image_rocauc_points,
-            "points",
-        ),
-        _row(
-            "pixel ROCAUC",
-            _pct(orig.pixel_rocauc),
-            _pct(got.pixel_rocauc),
-            tol.pixel_rocauc_points,
-            "points",
-        ),
-        _row("AUPRO", _pct(orig.aupro), _pct(got.aupro), tol.pixel_rocauc_points, "points"),
+        _row(name, _pct(a), _pct(b), t, "points", one_sided=lost)
+        for name, a, b, t in (
+            ("image ROCAUC", orig.image_rocauc, got.image_rocauc, tol.image_rocauc_points),
+            ("pixel ROCAUC", orig.pixel_rocauc, got.pixel_rocauc, tol.pixel_rocauc_points),
+            ("AUPRO", orig.aupro, got.aupro, tol.pixel_rocauc_points),
+        )
     ]
     if bundle.has(roles.REFERENCE_SCORES):
         ref = read_reference_scores(bundle.path(roles.REFERENCE_SCORES))
@@ -238,17 +238,71 @@ def dataset_rows(
             a = np.asarray(pairs, np.float64)
             span = max(float(np.ptp(a[:, 0])), 1e-12)
             rel = float(np.abs(a[:, 1] - a[:, 0]).max() / span)
+            int8 = pipeline.precision == "int8"
             rows.append(
                 ParityRow(
                     f"per-image score ({len(pairs)}/{len(kept)} matched)",
                     None,
                     None,
                     rel,
-                    tol.score_rel,
+                    None if int8 else tol.score_rel,
                     "of range",
-                    rel <= tol.score_rel,
+                    None if int8 else rel <= tol.score_rel,
                 )
             )
+            if int8:
+                matched = [s for s in kept if s.relpath(dataset.root) in ref]
+                rows += int8_rows(tol, [s.label for s in matched], a[:, 0], a[:, 1], threshold)
+    return rows
+
+
+def int8_rows(
+    tol: ParityTolerance,
+    labels: list[int],
+    original: np.ndarray,
+    got: np.ndarray,
+    threshold: float | None,
+) -> list[ParityRow]:
+    """What an INT8 graph is gated on besides ROCAUC: the order of the image scores, and the
+    verdicts at the bundle's threshold (one-sided: worse by at most the tolerance)."""
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(original, got).statistic)
+    rows = [
+        ParityRow(
+            "image score ranks (Spearman)",
+            1.0,
+            rho,
+            1.0 - rho,
+            1.0 - tol.int8_rank,
+            "1 - rho",
+            rho >= tol.int8_rank,
+        )
+    ]
+    if threshold is None:
+        return rows
+    labels_ = np.asarray(labels)
+    for name, label, worse in (
+        ("detection rate at threshold", 1, -1.0),
+        ("false-reject rate at threshold (test good)", 0, 1.0),
+    ):
+        pick = labels_ == label
+        if not pick.any():
+            continue
+        before = 100.0 * float((original[pick] >= threshold).mean())
+        after = 100.0 * float((got[pick] >= threshold).mean())
+        lost = max(0.0, worse * (after - before))
+        rows.append(
+            ParityRow(
+                name,
+                before,
+                after,
+                lost,
+                tol.int8_rate_points,
+                "points",
+                lost <= tol.int8_rate_points,
+            )
+        )
     return rows
 
 

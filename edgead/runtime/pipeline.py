@@ -52,7 +52,7 @@ def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
     roles = GRAPH_ROLES.get(backend, GRAPH_ROLES["onnxruntime"])
     role = roles.get(precision)
     if role is None:
-        raise BundleError(f"unknown precision {precision!r}: fp32 or fp16")
+        raise BundleError(f"unknown precision {precision!r}: fp32, fp16 or int8")
     if not bundle.has(role) and bundle.has(FALLBACK_ROLES.get(role, "")):
         role = FALLBACK_ROLES[role]
     if not bundle.has(role):
@@ -60,10 +60,21 @@ def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
             "tensorrt": f"`edgead build-engine {bundle.root} --precision {precision}`",
             "torch": "`edgead export <detector> ... --torch-graph`",
         }.get(backend, "`edgead export <detector> ... --fp16`")
+        if precision == "int8":
+            fix = f"`edgead quantize {bundle.root} --data DATA` (calibrated and gated on DATA)"
         raise BundleError(
             f"{bundle.root}: no {precision} {backend} graph in this bundle; add it with {fix}"
         )
-    return bundle.manifest.artifact(role)
+    artifact = bundle.manifest.artifact(role)
+    gate = artifact.meta.get("gate")
+    if gate is not None and not gate.get(backend, {}).get("passed"):
+        passed = sorted(b for b, g in gate.items() if g.get("passed")) or ["none"]
+        raise BundleError(
+            f"{bundle.root}: the {precision} graph passed its parity gate on "
+            f"{', '.join(passed)} only, not on {backend}; gate it there with `edgead quantize "
+            f"{bundle.root} --data DATA --backend {backend}`"
+        )
+    return artifact
 
 
 def finish(spec: PostprocessSpec, scored: ScorerOutput) -> tuple[np.ndarray, list[np.ndarray]]:

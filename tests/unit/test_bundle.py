@@ -48,7 +48,7 @@ def test_round_trip(tmp_path):
     b = open_bundle(make(tmp_path))
     m = b.manifest
     assert m.input == InputSpec(64, 48) and m.metrics.image_rocauc == 0.9
-    assert m.schema_version == "1.2" and m.created and m.revision == 1
+    assert m.schema_version == "1.3" and m.created and m.revision == 1
     assert (
         m.digest["algorithm"] == "sha256" and "normalization.image_threshold" in m.digest["fields"]
     )

@@ -1,6 +1,6 @@
 """Runtime backends; each registers itself by name."""
 
-from edgead.runtime.backends import onnxruntime, tensorrt, torch_backend  # noqa: F401
+from edgead.runtime.backends import onnxruntime, openvino, tensorrt, torch_backend  # noqa: F401
 from edgead.runtime.backends.base import (
     BACKENDS,
     Backend,

@@ -1,0 +1,247 @@
+"""INT8 graphs: post-training quantization calibrated on good training images, written into
+the bundle only when parity on the evaluation set passes.
+
+The quantizers are libraries (NNCF, the default, or onnxruntime's static QDQ quantizer); what
+is edgead's own is around them: which images calibrate (good training images the model was
+fitted on, never held-out or test images; a recorded number, seed and list digest), folding
+the graph's constant shape arithmetic first, and the gate. Both quantizers write a QDQ ONNX
+graph that onnxruntime and OpenVINO run as INT8.
+
+The folding matters: the exporter leaves TF-"same" padding of EfficientNet-Lite as arithmetic
+on tensor shapes (Shape, Div, Ceil, Pad); a quantizer that quantizes that arithmetic rounds
+the padding and the output shrinks from 28x28 to 27x27 patches. onnxslim folds it into the
+convolutions (the folded FP32 graph's outputs are the original's to float rounding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgead.bundle import roles
+from edgead.bundle.io import Bundle, amend_bundle, open_bundle
+from edgead.data.datasets import open_dataset
+from edgead.data.images import file_digest, read_image
+from edgead.errors import EdgeadError
+from edgead.runtime.preprocess import preprocess
+
+log = logging.getLogger(__name__)
+
+QUANTIZERS = ("nncf", "onnxruntime")
+INT8_NAME = "backbone_int8.onnx"
+
+
+@dataclass
+class Int8Settings:
+    images: int = 64  # good training images that calibrate the activation ranges
+    seed: int = 0
+    quantizer: str = "nncf"
+    # backends the graph is gated on; only these may run it
+    backends: tuple[str, ...] = ("onnxruntime", "openvino")
+    batch_size: int = 1
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise EdgeadError(f"quantizer {self.quantizer!r}: one of {', '.join(QUANTIZERS)}")
+        if self.images < 1:
+            raise EdgeadError(f"--calibration-images {self.images}: at least 1")
+        if not self.backends:
+            raise EdgeadError("no backend to gate the INT8 graph on")
+        if "openvino" in self.backends:
+            try:
+                import openvino  # noqa: F401
+            except ImportError as exc:
+                raise EdgeadError(
+                    "gating on openvino needs `pip install 'edgead[openvino]'` "
+                    "(or `--backend onnxruntime`)"
+                ) from exc
+        if self.quantizer == "nncf":
+            try:
+                import nncf  # noqa: F401
+            except ImportError as exc:
+                raise EdgeadError(
+                    "the nncf quantizer needs `pip install 'edgead[openvino]'` "
+                    "(or `--quantizer onnxruntime`)"
+                ) from exc
+
+
+def calibration_paths(bundle: Bundle, data: Path, n: int, seed: int) -> list[Path]:
+    """``n`` good training images, chosen with ``seed`` among those the model was fitted on
+    (the bundle's list of fitted images, where it has one): never a held-out or test image."""
+    paths = open_dataset(data).train_paths()
+    if bundle.has(roles.FIT_IMAGES):
+        fitted = set(bundle.path(roles.FIT_IMAGES).read_text().split())
+        paths = [p for p in paths if file_digest(p) in fitted]
+        if not paths:
+            raise EdgeadError(
+                f"{data}/train/good: none of these images is one the bundle was fitted on; "
+                "calibrate on the data the bundle was exported from"
+            )
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(paths), min(n, len(paths)), replace=False))
+    return [paths[i] for i in pick]
+
+
+def fold_shapes(src: Path):
+    """The FP32 graph with its constant shape arithmetic folded (onnxslim)."""
+    import onnx
+    import onnxslim
+
+    return onnxslim.slim(onnx.load(str(src)))
+
+
+def quantize_graph(model, batches: list[np.ndarray], input_name: str, quantizer: str):
+    """A QDQ INT8 ONNX model from the folded FP32 ``model``: per-channel weights, activation
+    ranges from ``batches``."""
+    if quantizer == "nncf":
+        import nncf
+
+        dataset = nncf.Dataset(batches, lambda x: {input_name: x})
+        # full bias correction: with NNCF's default (fast) correction the tire bundle's INT8
+        # graph lost 8.8 points of image ROCAUC and 31 of pixel ROCAUC; with the full one it
+        # passed the gate (benchmarks/precision.py)
+        return nncf.quantize(model, dataset, subset_size=len(batches), fast_bias_correction=False)
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def get_next(self) -> dict | None:
+            x = next(self.items, None)
+            return None if x is None else {input_name: x}
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+        return onnx.load(str(dst))
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Settings) -> dict:
+    """Quantize the bundle's FP32 graph, gate it on ``data``'s test set with each backend of
+    ``settings.backends``, and add it to the bundle only if every gate passes (atomically).
+
+    Returns the artifact's metadata (calibration, quantizer, gate). Raises ``EdgeadError``
+    naming the failed checks, with their figures, when the gate fails; the bundle is then
+    left as it was.
+    """
+    import onnx
+
+    from edgead.runtime.parity import run_parity
+
+    settings.check()
+    data = Path(data)
+    bundle = open_bundle(bundle_root)
+    if bundle.manifest.metrics.image_rocauc is None:
+        raise EdgeadError(
+            f"{bundle.root}: the bundle records no evaluation; an INT8 graph is gated on the "
+            "evaluation set, export the bundle with test data first"
+        )
+    paths = calibration_paths(bundle, data, settings.images, settings.seed)
+    spec = bundle.manifest.input
+    batches = [preprocess(read_image(p), spec)[None] for p in paths]
+    src = bundle.path(roles.ONNX)
+    folded = fold_shapes(src)
+    log.info("quantizing %s with %s on %d images", src.name, settings.quantizer, len(paths))
+    quantized = quantize_graph(
+        folded, batches, bundle.manifest.graph.input_name, settings.quantizer
+    )
+    listing = "\n".join(sorted(p.relative_to(data).as_posix() for p in paths))
+    meta: dict[str, Any] = {
+        "quantizer": settings.quantizer,
+        "quantizer_version": _version(settings.quantizer),
+        "simplifier": f"onnxslim {_version('onnxslim')}",
+        "calibration": {
+            "images": len(paths),
+            "seed": settings.seed,
+            "source": "train/good, images the model was fitted on",
+            "list_sha256": hashlib.sha256(listing.encode()).hexdigest()[:16],
+        },
+    }
+    with amend_bundle(bundle.root) as (writer, manifest):
+        target = writer.path(INT8_NAME)
+        onnx.save(quantized, str(target))
+        writer.add(INT8_NAME, role=roles.ONNX_INT8, fmt="onnx", precision="int8", **meta)
+        writer.write_manifest(manifest)
+        gate = {}
+        for backend in settings.backends:
+            report = run_parity(
+                writer.staging,
+                data,
+                backend,
+                precision="int8",
+                batch_size=settings.batch_size,
+                quiet=True,
+                threads=settings.threads,
+            )
+            gate[backend] = {
+                "passed": report.passed,
+                "rows": [
+                    {
+                        "check": r.check,
+                        "original": r.original,
+                        "int8": r.bundle,
+                        "diff": r.diff,
+                        "tolerance": r.tolerance,
+                        "unit": r.unit,
+                        "ok": r.ok,
+                    }
+                    for r in report.rows
+                    if r.ok is not None
+                ],
+            }
+            if not report.passed:
+                failed = (
+                    "; ".join(
+                        f"{r.check}: {_fmt(r.original)} -> {_fmt(r.bundle)}, off by "
+                        f"{_fmt(r.diff)} {r.unit} (tolerance {_fmt(r.tolerance)})"
+                        for r in report.rows
+                        if r.ok is False
+                    )
+                    or "no check could be made"
+                )
+                raise EdgeadError(
+                    f"{bundle.root}: the INT8 graph ({settings.quantizer}, {len(paths)} "
+                    f"calibration images) fails parity on {backend} and is not written: "
+                    f"{failed}"
+                )
+        meta["gate"] = gate
+        writer.add(INT8_NAME, role=roles.ONNX_INT8, fmt="onnx", precision="int8", **meta)
+        writer.write_manifest(manifest)
+    return meta
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
