@@ -11,7 +11,7 @@ import click
 from edgead.detectors.registry import apply_options
 from edgead.runtime.search import SEARCHES
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
 
 
 def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
@@ -187,22 +187,24 @@ BACKEND = click.option(
     type=click.Choice(BACKENDS),
     default="onnxruntime",
     show_default=True,
-    help="What runs the graph: onnxruntime (CPU, or its CUDA provider), tensorrt (engines "
-    "from `edgead build-engine`), torch (the --torch-graph program).",
+    help="What runs the graph: onnxruntime (CPU, or its CUDA provider), openvino (Intel "
+    "CPU/GPU/NPU; `pip install 'edgead[openvino]'`), tensorrt (engines from `edgead "
+    "build-engine`), torch (the --torch-graph program).",
 )
 DEVICE = click.option(
     "--device",
-    type=click.Choice(["cpu", "cuda"]),
+    type=click.Choice(["cpu", "cuda", "gpu", "npu", "auto"], case_sensitive=False),
     default=None,
-    help="Where the backend runs [default: the backend's: onnxruntime cpu, tensorrt cuda, "
-    "torch cuda when present].",
+    help="Where the backend runs [default: the backend's: onnxruntime cpu, openvino CPU, "
+    "tensorrt cuda, torch cuda when present]. gpu, npu and auto are OpenVINO's devices.",
 )
 PRECISION = click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16"]),
+    type=click.Choice(["fp32", "fp16", "int8"]),
     default="fp32",
     show_default=True,
-    help="Which of the bundle's graphs to run.",
+    help="Which of the bundle's graphs to run (int8: the graph `edgead quantize` added, on "
+    "the backends it passed parity on).",
 )
 SEARCH = click.option(
     "--search",

@@ -50,9 +50,23 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    model = onnx.load_from_string(buffer.getvalue())
+    model = fold_constants(onnx.load_from_string(buffer.getvalue()))
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
+
+
+def fold_constants(model):
+    """The graph with its constant shape arithmetic folded (onnxslim).
+
+    The exporter writes TF-"same" padding (EfficientNet-Lite's) as arithmetic on tensor shapes
+    (Shape, Gather, Div, Ceil, Pad) evaluated at every call; folded, the pads become the
+    convolutions' own. Measured on the tire bundle's backbone (Xeon, 2 threads, batch 1):
+    onnxruntime 7.9 -> 4.1 ms, outputs equal to float rounding. A quantizer also needs it:
+    quantized, that arithmetic rounds the padding (28x28 patches became 27x27).
+    """
+    import onnxslim
+
+    return onnxslim.slim(model)
 
 
 class HalfPrecision(nn.Module):

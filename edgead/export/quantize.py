@@ -7,10 +7,8 @@ fitted on, never held-out or test images; a recorded number, seed and list diges
 the graph's constant shape arithmetic first, and the gate. Both quantizers write a QDQ ONNX
 graph that onnxruntime and OpenVINO run as INT8.
 
-The folding matters: the exporter leaves TF-"same" padding of EfficientNet-Lite as arithmetic
-on tensor shapes (Shape, Div, Ceil, Pad); a quantizer that quantizes that arithmetic rounds
-the padding and the output shrinks from 28x28 to 27x27 patches. onnxslim folds it into the
-convolutions (the folded FP32 graph's outputs are the original's to float rounding).
+The graph is folded first (``edgead.export.onnx.fold_constants``): quantized, the unfolded
+shape arithmetic of TF-"same" padding rounds the padding.
 """
 
 from __future__ import annotations
@@ -91,11 +89,13 @@ def calibration_paths(bundle: Bundle, data: Path, n: int, seed: int) -> list[Pat
 
 
 def fold_shapes(src: Path):
-    """The FP32 graph with its constant shape arithmetic folded (onnxslim)."""
+    """The FP32 graph with its constant shape arithmetic folded (bundles exported before
+    export folded it have it unfolded)."""
     import onnx
-    import onnxslim
 
-    return onnxslim.slim(onnx.load(str(src)))
+    from edgead.export.onnx import fold_constants
+
+    return fold_constants(onnx.load(str(src)))
 
 
 def quantize_graph(model, batches: list[np.ndarray], input_name: str, quantizer: str):
