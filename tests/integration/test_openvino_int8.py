@@ -1,0 +1,150 @@
+"""The OpenVINO backend (the bundle's ONNX graphs, precision pinned) and INT8 graphs: calibrated
+on fitted good images only, written only through the parity gate, run only where gated."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip(
+    "openvino", reason="the openvino backend needs `pip install 'edgead[openvino]'`"
+)
+pytest.importorskip("nncf", reason="INT8 quantization needs `pip install 'edgead[openvino]'`")
+
+from edgead.bundle import roles  # noqa: E402
+from edgead.bundle.io import open_bundle  # noqa: E402
+from edgead.detectors.registry import detector_names  # noqa: E402
+from edgead.errors import BackendError, BundleError, EdgeadError  # noqa: E402
+from edgead.export.quantize import Int8Settings, add_int8_graph, calibration_paths  # noqa: E402
+from edgead.runtime import Pipeline  # noqa: E402
+from edgead.runtime.parity import run_parity  # noqa: E402
+from tests.conftest import rewrite_manifest  # noqa: E402
+
+
+@pytest.mark.parametrize("name", detector_names())
+def test_openvino_fp32_passes_the_fp32_parity_of_every_detector(fitted, name, synthetic_data):
+    report = run_parity(fitted.bundle(name), synthetic_data, backend="openvino")
+    assert report.passed, report.table()
+    assert report.backend.startswith("openvino[CPU f32]"), report.backend
+
+
+def test_openvino_scores_like_onnxruntime_and_refuses_unknown_devices(fitted, synthetic_data):
+    from edgead.data.images import read_image
+
+    bundle = fitted.bundle("patchcore")
+    images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:4]]
+    with Pipeline(bundle, "openvino") as v, Pipeline(bundle) as o:
+        a, b = v.predict(images), o.predict(images)
+    np.testing.assert_allclose([p.image_score for p in a], [p.image_score for p in b], rtol=1e-4)
+    with pytest.raises(BackendError, match="no device 'NPU' here; available: CPU"):
+        Pipeline(bundle, "openvino", device="npu")
+
+
+@pytest.fixture(scope="module")
+def quantized(fitted, synthetic_data, tmp_path_factory):
+    """The PatchCore bundle with an INT8 graph gated on onnxruntime only. The toy model's
+    four defect images make AUPRO and ranks coarse: the gate is held to the tolerances this
+    bundle's manifest sets (1 point, rho >= 0.95), which also shows that it reads them."""
+    root = tmp_path_factory.mktemp("int8") / "patchcore"
+    shutil.copytree(fitted.bundle("patchcore"), root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["parity"] |= {"int8_rocauc_points": 1.0, "int8_rank": 0.95}
+    rewrite_manifest(root / "manifest.json", manifest)
+    meta = add_int8_graph(root, synthetic_data, Int8Settings(images=8, backends=("onnxruntime",)))
+    return root, meta
+
+
+def test_int8_graph_is_added_with_its_calibration_and_gate(quantized, synthetic_data):
+    root, meta = quantized
+    bundle = open_bundle(root)  # checksums: the artifact was registered, not just copied
+    artifact = bundle.manifest.artifact(roles.ONNX_INT8)
+    assert artifact.precision == "int8" and artifact.meta["quantizer"] == "nncf"
+    assert artifact.meta["calibration"]["images"] == 8
+    gate = artifact.meta["gate"]["onnxruntime"]
+    assert gate["passed"]
+    checks = {r["check"] for r in gate["rows"]}
+    assert {"image ROCAUC", "image score ranks (Spearman)"} <= checks, checks
+    # the graph holds quantize/dequantize pairs: it is an INT8 graph, not a copy
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(bundle.path(roles.ONNX_INT8))).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    report = run_parity(root, synthetic_data, precision="int8")
+    assert report.passed, report.table()
+
+
+def test_int8_runs_only_on_the_backends_it_was_gated_on(quantized):
+    root, _ = quantized
+    with pytest.raises(BundleError, match="passed its parity gate on onnxruntime only"):
+        Pipeline(root, "openvino", precision="int8")
+
+
+def test_int8_parity_without_data_cannot_pass(quantized):
+    """Output closeness is reported for INT8 but gates nothing: without the evaluation set
+    there is nothing an INT8 graph is held to, so parity does not pass."""
+    root, _ = quantized
+    report = run_parity(root, None, precision="int8")
+    assert not report.passed
+    assert all(r.ok is None for r in report.rows), report.table()
+
+
+def test_calibration_uses_only_images_the_model_was_fitted_on(fitted, synthetic_data):
+    from edgead.data.images import file_digest
+
+    bundle = open_bundle(fitted.bundle("patchcore"))
+    fitted_digests = set(bundle.path(roles.FIT_IMAGES).read_text().split())
+    train = list((synthetic_data / "train" / "good").glob("*.png"))
+    held_out = [p for p in train if file_digest(p) not in fitted_digests]
+    assert held_out, "the synthetic fit holds images out"
+    chosen = calibration_paths(bundle, synthetic_data, 1000, 0)
+    assert chosen and not set(chosen) & set(held_out)
+    assert calibration_paths(bundle, synthetic_data, 5, 3) == calibration_paths(
+        bundle, synthetic_data, 5, 3
+    )
+
+
+def test_a_graph_that_fails_the_gate_is_not_written(fitted, synthetic_data, tmp_path, monkeypatch):
+    """A quantizer that wrecks the graph: export names the failed checks with their figures,
+    and the bundle is byte for byte what it was."""
+    import onnx
+    from onnx import numpy_helper
+
+    import edgead.export.quantize as quantize
+
+    def wrecked(model, batches, input_name, quantizer):
+        rng = np.random.default_rng(0)
+        for init in model.graph.initializer:
+            w = numpy_helper.to_array(init)
+            if w.dtype == np.float32 and w.ndim == 4:
+                init.CopyFrom(
+                    numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape), init.name)
+                )
+        return model
+
+    root = tmp_path / "patchcore"
+    shutil.copytree(fitted.bundle("patchcore"), root)
+    before = (root / "manifest.json").read_text()
+    monkeypatch.setattr(quantize, "quantize_graph", wrecked)
+    with pytest.raises(
+        EdgeadError,
+        match=r"fails parity on onnxruntime and is not written: .*"
+        r"image score ranks \(Spearman\): 1 -> ",
+    ):
+        add_int8_graph(root, synthetic_data, Int8Settings(images=4, backends=("onnxruntime",)))
+    assert (root / "manifest.json").read_text() == before
+    assert not (root / "backbone_int8.onnx").exists()
+    assert (
+        json.loads(before)["artifacts"]
+        == json.loads((root / "manifest.json").read_text())["artifacts"]
+    )
+
+
+def test_quantize_checks_its_settings_before_the_work(fitted, synthetic_data, tmp_path):
+    with pytest.raises(EdgeadError, match="quantizer 'tflite'"):
+        add_int8_graph(fitted.bundle("patchcore"), synthetic_data, Int8Settings(quantizer="tflite"))
+    with pytest.raises(EdgeadError, match="--calibration-images 0"):
+        add_int8_graph(fitted.bundle("patchcore"), synthetic_data, Int8Settings(images=0))
