@@ -137,3 +137,28 @@ def bench_plots(report: Any) -> dict[str, bytes]:
         out["throughput per batch size"] = figure_png(fig)
         plt.close(fig)
     return out
+
+
+def compare_plots(report: Any) -> dict[str, bytes]:
+    """Backbone and total latency (batch 1) of each configuration side by side, as PNGs."""
+    try:
+        import matplotlib
+    except ImportError:
+        return {}
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ran = [c for c in report.configurations if c.unavailable is None]
+    out = {}
+    for stage in ("backbone", "total"):
+        samples = [c.latency_samples_ms.get(stage, []) for c in ran]
+        if not any(samples):
+            continue
+        fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(ran)))
+        ax.boxplot(samples, orientation="horizontal", showfliers=True)
+        ax.set_yticks(range(1, len(ran) + 1), [c.label for c in ran])
+        ax.set(xlabel="ms per image (batch 1)", title=f"{stage} latency per configuration")
+        fig.tight_layout()
+        out[f"{stage} latency per configuration (batch 1, interleaved)"] = figure_png(fig)
+        plt.close(fig)
+    return out

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgead.cli.main import main
-from edgead.cli.options import THRESHOLD, runtime_options
+from edgead.cli.options import THRESHOLD, compare_options
 from edgead.cli.outdir import OVERWRITE, check_out, clear_owned
 
 
@@ -39,29 +39,52 @@ from edgead.cli.outdir import OVERWRITE, check_out, clear_owned
 )
 @OVERWRITE
 @THRESHOLD
-@runtime_options
+@compare_options
 @click.pass_context
 def bench(
     ctx: click.Context,
     bundle: str,
     data: str | None,
     batches: str,
-    backend: str,
+    backend: list[str],
     device: str | None,
     warmup: int,
     iterations: int,
     fmt: str,
     out: str | None,
     overwrite: bool,
-    precision: str,
+    precision: list[str],
     search: str,
     threshold: float | None,
 ) -> None:
-    """Per-stage latency (batch 1), throughput per batch size, memory and bundle size."""
+    """Per-stage latency (batch 1), throughput per batch size, memory and bundle size.
+
+    With several backends or precisions (``--backend onnxruntime,openvino --precision
+    fp32,int8``): every configuration side by side in one run, the same images fed to each in
+    turn, with latency ratios and, with labelled --data, ROCAUC and false rejects of each.
+    """
     from edgead.runtime.bench import run_bench
 
     if out:
         check_out(out, overwrite)
+    if len(backend) > 1 or len(precision) > 1:
+        from edgead.runtime.compare import run_compare
+
+        compared = run_compare(
+            bundle,
+            backend,
+            precision,
+            data,
+            device,
+            warmup,
+            iterations,
+            search,
+            threshold,
+            ctx.obj.get("threads"),
+        )
+        _emit(compared, fmt, out)
+        return
+    backend, precision = backend[0], precision[0]
 
     try:
         sizes = tuple(int(b) for b in batches.split(",") if b)
@@ -80,6 +103,10 @@ def bench(
         threshold,
         ctx.obj.get("threads"),
     )
+    _emit(report, fmt, out)
+
+
+def _emit(report, fmt: str, out: str | None) -> None:
     text = {"json": report.to_json, "html": report.html}.get(fmt, report.markdown)()
     if out:
         clear_owned(Path(out), ["bench.md", "bench.json", "bench.html"])

@@ -222,3 +222,41 @@ RUNTIME = [BACKEND, PRECISION, SEARCH, DEVICE, THREADS, MAX_PIXELS, QUIET]
 
 def runtime_options(f: Callable) -> Callable:
     return apply_options(RUNTIME, f)
+
+
+def _listed(choices: tuple[str, ...]) -> Callable:
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        wrong = [v for v in items if v not in choices]
+        if wrong or not items:
+            raise click.BadParameter(
+                f"{value!r}: one or more of {', '.join(choices)}, comma-separated"
+            )
+        return list(dict.fromkeys(items))
+
+    return check
+
+
+# bench: several backends and precisions, measured side by side in one run
+BACKEND_LIST = click.option(
+    "--backend",
+    default="onnxruntime",
+    show_default=True,
+    callback=_listed(BACKENDS),
+    help="What runs the graph (see `edgead run --help`); several, comma-separated, are "
+    "measured side by side.",
+)
+PRECISION_LIST = click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    callback=_listed(("fp32", "fp16", "int8")),
+    help="Which of the bundle's graphs to run; several, comma-separated, are measured side "
+    "by side.",
+)
+
+
+def compare_options(f: Callable) -> Callable:
+    return apply_options(
+        [BACKEND_LIST, PRECISION_LIST, SEARCH, DEVICE, THREADS, MAX_PIXELS, QUIET], f
+    )

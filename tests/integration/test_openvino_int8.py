@@ -15,14 +15,14 @@ pytest.importorskip(
 )
 pytest.importorskip("nncf", reason="INT8 quantization needs `pip install 'edgead[openvino]'`")
 
-from edgead.bundle import roles  # noqa: E402
-from edgead.bundle.io import open_bundle  # noqa: E402
-from edgead.detectors.registry import detector_names  # noqa: E402
-from edgead.errors import BackendError, BundleError, EdgeadError  # noqa: E402
-from edgead.export.quantize import Int8Settings, add_int8_graph, calibration_paths  # noqa: E402
-from edgead.runtime import Pipeline  # noqa: E402
-from edgead.runtime.parity import run_parity  # noqa: E402
-from tests.conftest import rewrite_manifest  # noqa: E402
+from edgead.bundle import roles
+from edgead.bundle.io import open_bundle
+from edgead.detectors.registry import detector_names
+from edgead.errors import BackendError, BundleError, EdgeadError
+from edgead.export.quantize import Int8Settings, add_int8_graph, calibration_paths
+from edgead.runtime import Pipeline
+from edgead.runtime.parity import run_parity
+from tests.conftest import rewrite_manifest
 
 
 @pytest.mark.parametrize("name", detector_names())
@@ -110,7 +110,6 @@ def test_calibration_uses_only_images_the_model_was_fitted_on(fitted, synthetic_
 def test_a_graph_that_fails_the_gate_is_not_written(fitted, synthetic_data, tmp_path, monkeypatch):
     """A quantizer that wrecks the graph: export names the failed checks with their figures,
     and the bundle is byte for byte what it was."""
-    import onnx
     from onnx import numpy_helper
 
     import edgead.export.quantize as quantize
@@ -148,3 +147,36 @@ def test_quantize_checks_its_settings_before_the_work(fitted, synthetic_data, tm
         add_int8_graph(fitted.bundle("patchcore"), synthetic_data, Int8Settings(quantizer="tflite"))
     with pytest.raises(EdgeadError, match="--calibration-images 0"):
         add_int8_graph(fitted.bundle("patchcore"), synthetic_data, Int8Settings(images=0))
+
+
+def test_bench_puts_backends_and_precisions_side_by_side(quantized, synthetic_data, tmp_path):
+    from click.testing import CliRunner
+
+    from edgead.cli import main
+
+    root, _ = quantized
+    args = ["bench", str(root), "--backend", "onnxruntime,openvino", "--precision", "fp32,int8"]
+    args += ["--data", str(synthetic_data), "--iterations", "4", "--warmup", "1"]
+    result = CliRunner().invoke(main, [*args, "--format", "json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "bench.json").read_text())
+    configs = {f"{c['backend']} {c['precision']}": c for c in report["configurations"]}
+    assert list(configs) == [
+        "onnxruntime fp32",
+        "onnxruntime int8",
+        "openvino fp32",
+        "openvino int8",
+    ]
+    # gated on onnxruntime only: listed with the reason, the others measured on the same images
+    assert "passed its parity gate on onnxruntime only" in configs["openvino int8"]["unavailable"]
+    for label in ("onnxruntime fp32", "onnxruntime int8", "openvino fp32"):
+        c = configs[label]
+        assert c["unavailable"] is None and len(c["latency_samples_ms"]["backbone"]) == 4
+        assert c["accuracy"]["image_rocauc"] is not None
+    assert configs["openvino fp32"]["runs_as"].startswith("openvino[CPU f32]")
+    assert report["context"]["isa"] is not None
+    result = CliRunner().invoke(main, [*args, "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert "| openvino int8" in result.output and "not run: " in result.output
+    bad = CliRunner().invoke(main, ["bench", str(root), "--backend", "onnxruntime,tflite"])
+    assert bad.exit_code == 2 and "one or more of onnxruntime" in bad.output
