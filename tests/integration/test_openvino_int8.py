@@ -62,6 +62,7 @@ def test_int8_graph_is_added_with_its_calibration_and_gate(quantized, synthetic_
     root, meta = quantized
     bundle = open_bundle(root)  # checksums: the artifact was registered, not just copied
     artifact = bundle.manifest.artifact(roles.ONNX_INT8)
+    assert artifact.meta == meta  # what quantize reports is what the manifest records
     assert artifact.precision == "int8" and artifact.meta["quantizer"] == "nncf"
     assert artifact.meta["calibration"]["images"] == 8
     gate = artifact.meta["gate"]["onnxruntime"]
