@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # 1.1: normalization.calibration, revision, history; 1.2: digest (the manifest's own checksum);
-# 1.3: INT8 parity tolerances
+# 1.3: INT8 parity tolerances, runtime (the measured default backend and precision)
 SCHEMA_VERSION = "1.3"
 MANIFEST_NAME = "manifest.json"
 
@@ -178,6 +178,10 @@ class Manifest:
     # sha256 of this manifest's canonical JSON, whole and per field (edgead.bundle.integrity):
     # set by to_json, checked by every open
     digest: dict[str, Any] = field(default_factory=dict)
+    # the backend and precision `--backend auto --precision auto` run: the fastest that held
+    # parity where the bundle was exported or quantized, with what was measured there
+    # (edgead.export.runtime_choice); empty: onnxruntime FP32
+    runtime: dict[str, Any] = field(default_factory=dict)
 
     def artifact(self, role: str) -> Artifact:
         for artifact in self.artifacts:

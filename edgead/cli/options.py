@@ -184,10 +184,11 @@ REQUIRE_SIGNATURE = click.option(
 
 BACKEND = click.option(
     "--backend",
-    type=click.Choice(BACKENDS),
-    default="onnxruntime",
+    type=click.Choice(("auto", *BACKENDS)),
+    default="auto",
     show_default=True,
-    help="What runs the graph: onnxruntime (CPU, or its CUDA provider), openvino (Intel "
+    help="What runs the graph: auto (the bundle's measured default where installed, else "
+    "onnxruntime), onnxruntime (CPU, or its CUDA provider), openvino (Intel "
     "CPU/GPU/NPU; `pip install 'edgead[openvino]'`), tensorrt (engines from `edgead "
     "build-engine`), torch (the --torch-graph program).",
 )
@@ -200,11 +201,12 @@ DEVICE = click.option(
 )
 PRECISION = click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
-    default="fp32",
+    type=click.Choice(["auto", "fp32", "fp16", "int8"]),
+    default="auto",
     show_default=True,
-    help="Which of the bundle's graphs to run (int8: the graph `edgead quantize` added, on "
-    "the backends it passed parity on).",
+    help="Which of the bundle's graphs to run: auto (the bundle's measured default with its "
+    "backend, else fp32), or int8 (the graph `edgead quantize` added, on the backends it "
+    "passed parity on).",
 )
 SEARCH = click.option(
     "--search",
@@ -240,17 +242,17 @@ def _listed(choices: tuple[str, ...]) -> Callable:
 # bench: several backends and precisions, measured side by side in one run
 BACKEND_LIST = click.option(
     "--backend",
-    default="onnxruntime",
+    default="auto",
     show_default=True,
-    callback=_listed(BACKENDS),
+    callback=_listed(("auto", *BACKENDS)),
     help="What runs the graph (see `edgead run --help`); several, comma-separated, are "
     "measured side by side.",
 )
 PRECISION_LIST = click.option(
     "--precision",
-    default="fp32",
+    default="auto",
     show_default=True,
-    callback=_listed(("fp32", "fp16", "int8")),
+    callback=_listed(("auto", "fp32", "fp16", "int8")),
     help="Which of the bundle's graphs to run; several, comma-separated, are measured side "
     "by side.",
 )

@@ -73,9 +73,17 @@ def quantize_command(
             for r in gate["rows"]
         )
         click.echo(f"int8 on {backend}: passed ({checks})")
+    from edgead.bundle.io import read_manifest
+
     cal = meta["calibration"]
     click.echo(
         f"added backbone_int8.onnx ({meta['quantizer']} {meta['quantizer_version']}, "
         f"{cal['images']} calibration images, seed {cal['seed']}); run it with "
         f"`--precision int8`"
+    )
+    choice = read_manifest(bundle).runtime
+    measured = ", ".join(f"{k} {v:.2f} ms" for k, v in choice["backbone_p50_ms"].items())
+    click.echo(
+        f"default runtime now {choice['backend']} {choice['precision']} (backbone p50 here: "
+        f"{measured})"
     )

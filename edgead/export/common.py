@@ -24,6 +24,7 @@ from edgead.bundle.manifest import (
 from edgead.bundle.references import write_reference_scores
 from edgead.errors import EdgeadError
 from edgead.export.onnx import OPSET, HalfPrecision, check_onnx, export_onnx
+from edgead.export.runtime_choice import record_runtime
 
 # FP16 graph vs the FP32 PyTorch module, relative to the output's largest magnitude
 FP16_EXPORT_TOLERANCE = 0.05
@@ -220,6 +221,7 @@ def export_bundle(
         )
         writer.write_manifest(manifest)
         check_staged_bundle(writer.staging, out, fp16)
+        record_runtime(writer, manifest)
     return Path(out)
 
 

@@ -27,6 +27,7 @@ from edgead.bundle.io import Bundle, amend_bundle, open_bundle
 from edgead.data.datasets import open_dataset
 from edgead.data.images import file_digest, read_image
 from edgead.errors import EdgeadError
+from edgead.export.runtime_choice import record_runtime
 from edgead.runtime.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,8 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
         meta["gate"] = gate
         writer.add(INT8_NAME, role=roles.ONNX_INT8, fmt="onnx", precision="int8", **meta)
         writer.write_manifest(manifest)
+        # the default backend and precision, measured again now that INT8 is a candidate
+        record_runtime(writer, manifest, settings.threads)
     return meta
 
 

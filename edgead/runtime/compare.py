@@ -173,6 +173,8 @@ def run_compare(
                     log.warning("bench: %s not run: %s", config.label, exc)
                     continue
                 config.runs_as = pipe.describe()
+                # auto resolved: what the bundle's recorded choice made of it
+                config.backend, config.precision = pipe.backend.name, pipe.precision
                 pipes.append((config, pipe))
         if not pipes:
             raise EdgeadError(f"{bundle}: none of the configurations can run here")

@@ -333,18 +333,18 @@ def _pct(v: float | None) -> float | None:
 def run_parity(
     bundle: str | Path | Bundle,
     data: str | Path | None = None,
-    backend: str = "onnxruntime",
+    backend: str = "auto",
     device: str | None = None,
     batch_size: int = 1,
     quiet: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     search: str = "auto",
     threshold: float | None = None,
     threads: int | None = None,
 ) -> ParityReport:
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     with Pipeline(bundle, backend, device, precision, search, threshold, threads) as pipeline:
-        report = ParityReport(str(bundle.root), f"{pipeline.describe()} {precision}")
+        report = ParityReport(str(bundle.root), f"{pipeline.describe()} {pipeline.precision}")
         report.rows += golden_rows(pipeline)
         if data is not None:
             report.rows += dataset_rows(pipeline, Path(data), report, batch_size, quiet)

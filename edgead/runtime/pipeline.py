@@ -16,6 +16,7 @@ from edgead.bundle.roles import FALLBACK_ROLES, GRAPH_ROLES
 from edgead.data.images import read_with_channels
 from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
+from edgead.runtime.choice import resolve_auto
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
 from edgead.runtime.preprocess import affine, host_map, preprocess_batch, resize_batch
 from edgead.runtime.regions import Region, VerdictRules, find_regions
@@ -120,9 +121,9 @@ class Pipeline:
     def __init__(
         self,
         bundle: Bundle | str | Path,
-        backend: str = "onnxruntime",
+        backend: str = "auto",
         device: str | None = None,
-        precision: str = "fp32",
+        precision: str = "auto",
         search: str = "auto",
         threshold: float | None = None,
         threads: int | None = None,
@@ -158,6 +159,7 @@ class Pipeline:
             else m.normalization
         )
         self.train_channels = m.fit.get("image_channels")  # 1 or 3; None for older bundles
+        backend, precision = resolve_auto(m, backend, precision)
         self.precision = precision
         artifact = graph_artifact(self.bundle, backend, precision)
         self.backend: Backend = create_backend(

@@ -58,9 +58,9 @@ class _Strict(BaseModel):
 
 
 class RuntimeConfig(_Strict):
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     device: str | None = None
-    precision: Literal["fp32", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
     search: str = "auto"
     min_region_area: int = Field(default=0, ge=0)  # regions smaller (original pixels) dropped
     require_region: bool = False  # anomalous only with a region left
@@ -70,7 +70,7 @@ class BundleConfig(_Strict):
     path: str
     backend: str | None = None
     device: str | None = None
-    precision: Literal["fp32", "fp16"] | None = None
+    precision: Literal["auto", "fp32", "fp16", "int8"] | None = None
     search: str | None = None
     threshold: float | None = None  # the verdict's threshold for every stream of this bundle
     min_region_area: int | None = Field(default=None, ge=0)

@@ -71,9 +71,9 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     device: str | None = None
-    precision: str = "fp32"
+    precision: str = "auto"
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     search: str = "auto"
     threshold: float | None = None  # the verdict's threshold instead of the bundle's

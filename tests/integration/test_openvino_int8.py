@@ -181,3 +181,38 @@ def test_bench_puts_backends_and_precisions_side_by_side(quantized, synthetic_da
     assert "| openvino int8" in result.output and "not run: " in result.output
     bad = CliRunner().invoke(main, ["bench", str(root), "--backend", "onnxruntime,tflite"])
     assert bad.exit_code == 2 and "one or more of onnxruntime" in bad.output
+
+
+def test_quantize_command_says_what_passed_and_the_default_it_measured(quantized, synthetic_data):
+    from click.testing import CliRunner
+
+    from edgead.bundle.io import read_manifest
+    from edgead.cli import main
+
+    root, _ = quantized
+    args = ["quantize", str(root), "--data", str(synthetic_data), "--backend", "onnxruntime"]
+    result = CliRunner().invoke(main, [*args, "--calibration-images", "8"])
+    assert result.exit_code == 0, result.output
+    assert "int8 on onnxruntime: passed (image ROCAUC" in result.output
+    assert "default runtime now " in result.output
+    runtime = read_manifest(root).runtime
+    assert "onnxruntime int8" in runtime["backbone_p50_ms"]
+    assert "openvino fp32" in runtime["backbone_p50_ms"]  # golden check passed there
+    assert "parity gate on onnxruntime only" in runtime["not_candidates"]["openvino int8"]
+    refused = CliRunner().invoke(main, [*args, "--calibration-images", "0"])
+    assert refused.exit_code == 1 and "--calibration-images 0: at least 1" in refused.output
+
+
+def test_export_int8_needs_data(tmp_path, fitted):
+    from click.testing import CliRunner
+
+    from edgead.cli import main
+
+    from edgead.components import saved as saved_models
+
+    saved = tmp_path / "model"
+    saved_models.save(saved, fitted.model("patchcore"))
+    result = CliRunner().invoke(
+        main, ["export", "patchcore", "--model", str(saved), "--out", str(tmp_path / "b"), "--int8"]
+    )
+    assert result.exit_code == 2 and "--int8 calibrates and gates on --data" in result.output

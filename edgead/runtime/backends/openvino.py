@@ -64,9 +64,7 @@ class OpenVinoBackend(Backend):
         self._inputs = {
             model_port.get_any_name(): TensorMeta(
                 np.dtype(port.get_element_type().to_dtype()),
-                tuple(
-                    d.get_length() if d.is_static else None for d in port.get_partial_shape()
-                ),
+                tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape()),
             )
             for model_port, port in zip(model.inputs, self.compiled.inputs, strict=True)
         }

@@ -1,0 +1,125 @@
+"""Precision table: accuracy and latency of every backend x precision, per detector and category.
+
+    python benchmarks/precision.py --data ../shared/data --out /tmp/precision \
+        --jsonl benchmarks/results/precision.jsonl
+
+For each detector and category: export a bundle with the detector's defaults (``edgead
+export DETECTOR --data``), add the INT8 graph through its gate (``edgead quantize``, gated on
+onnxruntime and OpenVINO; a failed gate is recorded with its message and the graph left
+out), run parity for every backend x precision the bundle holds (ROCAUC deltas against the
+PyTorch original, Spearman of the image scores for INT8), and time all of them side by side
+in one interleaved bench run (``edgead bench --backend onnxruntime,openvino --precision
+fp32,fp16,int8``). One JSON line per detector, category and configuration; the machine's
+instruction sets and load travel with every row. Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgead.errors import EdgeadError
+from edgead.export.quantize import Int8Settings, add_int8_graph
+from edgead.runtime.compare import run_compare
+from edgead.runtime.parity import run_parity
+
+BACKENDS = ["onnxruntime", "openvino"]
+PRECISIONS = ["fp32", "fp16", "int8"]
+
+
+def export(detector: str, data: Path, out: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgead",
+            "--quiet",
+            "export",
+            detector,
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--overwrite",
+        ],
+        check=True,
+    )
+    return time.perf_counter() - t
+
+
+def parity_rows(bundle: Path, data: Path, backend: str, precision: str) -> dict:
+    try:
+        report = run_parity(bundle, data, backend, precision=precision, quiet=True)
+    except EdgeadError as exc:
+        return {"parity": None, "parity_error": str(exc)}
+    rows = {r.check.split(" (")[0]: r for r in report.rows}
+
+    def delta(name: str) -> float | None:
+        r = rows.get(name)
+        return None if r is None or r.bundle is None else round(r.bundle - r.original, 3)
+
+    spearman = rows.get("image score ranks")
+    return {
+        "parity": report.passed,
+        "image_rocauc_delta": delta("image ROCAUC"),
+        "pixel_rocauc_delta": delta("pixel ROCAUC"),
+        "image_rocauc": rows["image ROCAUC"].bundle if "image ROCAUC" in rows else None,
+        "spearman": round(spearman.bundle, 4) if spearman else None,
+        "false_reject_rate": (report.verdicts or {}).get("false_reject_rate"),
+        "detection_rate": (report.verdicts or {}).get("detection_rate"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="a folder of MVTec categories")
+    ap.add_argument("--categories", default="mvtec3d_tire,mvtec_bottle,loco_juice_bottle")
+    ap.add_argument("--detectors", default="patchcore,padim,spade")
+    ap.add_argument("--out", type=Path, required=True, help="where the bundles are written")
+    ap.add_argument("--jsonl", type=Path, required=True)
+    ap.add_argument("--iterations", type=int, default=60)
+    args = ap.parse_args()
+    for detector in args.detectors.split(","):
+        for category in args.categories.split(","):
+            data, bundle = args.data / category, args.out / f"{detector}-{category}"
+            export_s = export(detector, data, bundle)
+            t = time.perf_counter()
+            try:
+                meta = add_int8_graph(bundle, data, Int8Settings(backends=tuple(BACKENDS)))
+                gate = {"passed": True, "rows": meta["gate"]}
+            except EdgeadError as exc:
+                gate = {"passed": False, "message": str(exc)}
+            quantize_s = time.perf_counter() - t
+            bench = run_compare(bundle, BACKENDS, PRECISIONS, iterations=args.iterations)
+            for config in bench.configurations:
+                row = {
+                    "detector": detector,
+                    "category": category,
+                    "backend": config.backend,
+                    "precision": config.precision,
+                    "runs_as": config.runs_as,
+                    "unavailable": config.unavailable,
+                    "export_s": round(export_s, 1),
+                    "quantize_s": round(quantize_s, 1),
+                    "int8_gate": gate if config.precision == "int8" else None,
+                    "context": bench.context,
+                }
+                if config.unavailable is None:
+                    lat = config.latency_ms
+                    row |= {
+                        "backbone_p50_ms": round(lat["backbone"]["p50"], 3),
+                        "total_p50_ms": round(lat["total"]["p50"], 3),
+                    }
+                    row |= parity_rows(bundle, data, config.backend, config.precision)
+                print(json.dumps({k: v for k, v in row.items() if k != "context"}), flush=True)
+                with args.jsonl.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
