@@ -207,7 +207,6 @@ def test_export_int8_needs_data(tmp_path, fitted):
     from click.testing import CliRunner
 
     from edgead.cli import main
-
     from edgead.components import saved as saved_models
 
     saved = tmp_path / "model"
