@@ -9,7 +9,9 @@ onnxruntime and OpenVINO; a failed gate is recorded with its message and the gra
 out), run parity for every backend x precision the bundle holds (ROCAUC deltas against the
 PyTorch original, Spearman of the image scores for INT8), and time all of them side by side
 in one interleaved bench run (``edgead bench --backend onnxruntime,openvino --precision
-fp32,fp16,int8``). One JSON line per detector, category and configuration; the machine's
+fp32,fp16,int8``). EfficientAD and PUAD with a short training: ``--detectors efficientad,puad
+--categories loco_juice_bottle --export-args "--image-size 128 --steps 300 --teacher-steps
+50"``. One JSON line per detector, category and configuration; the machine's
 instruction sets and load travel with every row. Run it on a quiet machine.
 """
 
@@ -31,7 +33,7 @@ BACKENDS = ["onnxruntime", "openvino"]
 PRECISIONS = ["fp32", "fp16", "int8"]
 
 
-def export(detector: str, data: Path, out: Path) -> float:
+def export(detector: str, data: Path, out: Path, extra: list[str]) -> float:
     t = time.perf_counter()
     subprocess.run(
         [
@@ -46,6 +48,7 @@ def export(detector: str, data: Path, out: Path) -> float:
             "--out",
             str(out),
             "--overwrite",
+            *extra,
         ],
         check=True,
     )
@@ -83,11 +86,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="where the bundles are written")
     ap.add_argument("--jsonl", type=Path, required=True)
     ap.add_argument("--iterations", type=int, default=60)
+    ap.add_argument(
+        "--export-args",
+        default="",
+        help="more export options, e.g. '--image-size 128 --steps 300 --teacher-steps 50' for "
+        "a short EfficientAD/PUAD training",
+    )
     args = ap.parse_args()
     for detector in args.detectors.split(","):
         for category in args.categories.split(","):
             data, bundle = args.data / category, args.out / f"{detector}-{category}"
-            export_s = export(detector, data, bundle)
+            export_s = export(detector, data, bundle, args.export_args.split())
             t = time.perf_counter()
             try:
                 meta = add_int8_graph(bundle, data, Int8Settings(backends=tuple(BACKENDS)))
@@ -104,6 +113,7 @@ def main() -> None:
                     "precision": config.precision,
                     "runs_as": config.runs_as,
                     "unavailable": config.unavailable,
+                    "export_args": args.export_args,
                     "export_s": round(export_s, 1),
                     "quantize_s": round(quantize_s, 1),
                     "int8_gate": gate if config.precision == "int8" else None,
