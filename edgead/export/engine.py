@@ -101,8 +101,14 @@ def build_engines(
     with amend_bundle(bundle_root) as (writer, manifest):
         staging = writer.staging
         for precision in precisions:
-            # INT8: the quantized graph runs on onnxruntime and OpenVINO; no engine is built
-            # from it (TensorRT-RTX, the builder here, has no INT8 calibration)
+            if precision == "int8":
+                # an INT8 graph runs only where it passed its parity gate on the evaluation
+                # set, and an engine cannot be run (so not gated) on a machine without a GPU
+                raise EdgeadError(
+                    f"{bundle_root}: no INT8 engine is built: the INT8 graph runs on the "
+                    "backends it passed parity on (`--backend onnxruntime` or `openvino "
+                    "--precision int8`); TensorRT runs fp16 and fp32 engines"
+                )
             role = (
                 roles.GRAPH_ROLES["onnxruntime"][precision] if precision in roles.ENGINE else None
             )
