@@ -78,12 +78,88 @@ def parity_rows(bundle: Path, data: Path, backend: str, precision: str) -> dict:
     }
 
 
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    """The README's precision table: the latest row of each detector, category and
+    configuration; backbone time relative to onnxruntime FP32 of the same bench run."""
+    latest = {(r["detector"], r["category"], r["backend"], r["precision"]): r for r in rows}
+    out = []
+    for (detector, category, backend, precision), r in latest.items():
+        base = latest.get((detector, category, "onnxruntime", "fp32"), {})
+        if r.get("unavailable"):
+            gate = r.get("int8_gate") or {}
+            why = gate.get("message", r["unavailable"])
+            # the first failed check of the gate, as export said it
+            reason = why.split("is not written: ")[-1].split(";")[0]
+            if gate.get("passed", True):  # gated, but not on this backend
+                reason = r["unavailable"].split(": ", 1)[-1].split(";")[0]
+            out.append(
+                [
+                    detector,
+                    category,
+                    f"{backend} {precision}",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    f"not written: {reason}",
+                ]
+            )
+            continue
+
+        ratio = (
+            r["backbone_p50_ms"] / base["backbone_p50_ms"] if base.get("backbone_p50_ms") else None
+        )
+        out.append(
+            [
+                detector,
+                category,
+                f"{backend} {precision}",
+                f"{r['backbone_p50_ms']:.2f}",
+                f"{ratio:.2f}x" if ratio else "-",
+                f"{r['total_p50_ms']:.2f}",
+                _delta(r.get("image_rocauc_delta")),
+                _delta(r.get("pixel_rocauc_delta")),
+                "-" if r.get("spearman") is None else f"{r['spearman']:.4f}",
+                {True: "passes", False: "fails", None: "-"}[r.get("parity")],
+            ]
+        )
+    return out
+
+
+def _delta(v: float | None) -> str:
+    return "-" if v is None else f"{v + 0.0:+.2f}".replace("-0.00", "+0.00")
+
+
+HEADERS = [
+    "detector",
+    "category",
+    "configuration",
+    "backbone p50 ms",
+    "vs onnxruntime fp32",
+    "total p50 ms",
+    "image ROCAUC Δ",
+    "pixel ROCAUC Δ",
+    "Spearman",
+    "parity",
+]
+
+
+def print_table(jsonl: Path) -> None:
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    print("| " + " | ".join(HEADERS) + " |")
+    print("|" + "---|" * len(HEADERS))
+    for row in table_rows(rows):
+        print("| " + " | ".join(row) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="a folder of MVTec categories")
+    ap.add_argument("--data", type=Path, help="a folder of MVTec categories")
     ap.add_argument("--categories", default="mvtec3d_tire,mvtec_bottle,loco_juice_bottle")
     ap.add_argument("--detectors", default="patchcore,padim,spade")
-    ap.add_argument("--out", type=Path, required=True, help="where the bundles are written")
+    ap.add_argument("--out", type=Path, help="where the bundles are written")
     ap.add_argument("--jsonl", type=Path, required=True)
     ap.add_argument("--iterations", type=int, default=60)
     ap.add_argument(
@@ -92,7 +168,11 @@ def main() -> None:
         help="more export options, e.g. '--image-size 128 --steps 300 --teacher-steps 50' for "
         "a short EfficientAD/PUAD training",
     )
+    ap.add_argument("--table", action="store_true", help="print README's table from --jsonl")
     args = ap.parse_args()
+    if args.table:
+        print_table(args.jsonl)
+        return
     for detector in args.detectors.split(","):
         for category in args.categories.split(","):
             data, bundle = args.data / category, args.out / f"{detector}-{category}"
