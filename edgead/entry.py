@@ -8,9 +8,8 @@ a trace or a native abort.
 from __future__ import annotations
 
 import signal
-import sys
 
-from edgead.errors import TerminatedError
+from edgead.errors import TerminatedError, exit_interrupted
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -27,8 +26,6 @@ def run() -> None:
 
         main()
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted (SIGINT): stopped, nothing half-written left\n")
-        sys.exit(EXIT_SIGINT)
+        exit_interrupted(EXIT_SIGINT, "interrupted (SIGINT): stopped, nothing half-written left")
     except TerminatedError:
-        sys.stderr.write("terminated (SIGTERM): stopped, nothing half-written left\n")
-        sys.exit(EXIT_SIGTERM)
+        exit_interrupted(EXIT_SIGTERM, "terminated (SIGTERM): stopped, nothing half-written left")

@@ -177,7 +177,7 @@ def make_export(detector: Detector) -> click.Command:
             from edgead.many import fingerprint
 
             # what the bundle was fitted from: `export-many` skips a product that holds its own
-            saved.fit_report["fingerprint"] = fingerprint(detector.name, data, kw)
+            saved.fit_report["fingerprint"] = fingerprint(detector.name, data, {**kw, "int8": int8})
         from edgead.workflows import export_model
 
         export_model(saved, out, overwrite, **{k: v for k, v in kw.items() if k in export_names})

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from edgead.errors import EdgeadError, TerminatedError
+from edgead.errors import EdgeadError, TerminatedError, exit_interrupted
 
 log = logging.getLogger("edgead")
 
@@ -31,6 +31,7 @@ EXIT_SKIPPED = 3
 EXIT_DATA_MISMATCH = 4
 EXIT_DRIFT = 5
 EXIT_SIGINT = 130
+STOPPED = "stopped, nothing half-written left"
 EXIT_SIGTERM = 143
 
 
@@ -71,11 +72,9 @@ class EdgeadGroup(click.Group):
         except EdgeadError as exc:
             raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
-            click.echo("interrupted (SIGINT): stopped, nothing half-written left", err=True)
-            sys.exit(EXIT_SIGINT)
+            exit_interrupted(EXIT_SIGINT, f"interrupted (SIGINT): {STOPPED}")
         except TerminatedError:
-            click.echo("terminated (SIGTERM): stopped, nothing half-written left", err=True)
-            sys.exit(EXIT_SIGTERM)
+            exit_interrupted(EXIT_SIGTERM, f"terminated (SIGTERM): {STOPPED}")
         finally:
             if previous in (signal.SIG_DFL, None):
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)

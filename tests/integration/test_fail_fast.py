@@ -244,7 +244,8 @@ def test_help_lists_detectors_and_backend_choices():
     for name in ("patchcore", "padim", "spade", "efficientad", "puad"):
         assert f"  {name} " in listing
     run_help = invoke("run", "--help").output
-    assert "[onnxruntime|tensorrt|torch]" in run_help and "[cpu|cuda]" in run_help
+    assert "[auto|onnxruntime|openvino|tensorrt|torch]" in run_help
+    assert "[cpu|cuda|gpu|npu|auto]" in run_help and "[auto|fp32|fp16|int8]" in run_help
 
 
 def test_stale_staging_folders_are_removed_by_the_next_export(saved_patchcore, tmp_path):
