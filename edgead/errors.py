@@ -44,9 +44,11 @@ class BackendError(EdgeadError):
     """A runtime backend cannot be created or was given inputs that do not fit its graph."""
 
 
-class TerminatedError(Exception):
+class TerminatedError(BaseException):
     """SIGTERM, raised in the main thread (``edgead.entry``) so that ``finally`` blocks run:
-    staging folders are removed, nothing half-written is left."""
+    staging folders are removed, nothing half-written is left. A BaseException, like
+    KeyboardInterrupt: a handler of ``Exception`` around a library call (loading a graph, say)
+    must not turn a SIGTERM into that call's error message."""
 
 
 def exit_interrupted(code: int, message: str) -> None:

@@ -302,7 +302,11 @@ def test_interrupted_export_exits_cleanly(synthetic_data, tmp_path, sig, code, w
     assert done.returncode == code, done.stderr[-2000:]
     assert word in done.stderr and "Traceback" not in done.stderr
     assert "Abort" not in done.stderr and "terminate called" not in done.stderr
-    assert not list(tmp_path.glob(".bundle.*")) and not (tmp_path / "bundle").exists()
+    assert not list(tmp_path.glob(".bundle.*"))
+    if (tmp_path / "bundle").exists():  # the signal came after the bundle landed: it is whole
+        from edgead.bundle.io import open_bundle
+
+        open_bundle(tmp_path / "bundle")
 
 
 def test_calibrate_writes_a_new_revision_and_parity_still_passes(
