@@ -28,6 +28,8 @@ from edgead.data.datasets import open_dataset
 from edgead.data.images import file_digest, read_image
 from edgead.errors import EdgeadError
 from edgead.export.runtime_choice import record_runtime
+from edgead.runtime.bench import cpu_name
+from edgead.runtime.choice import instruction_sets
 from edgead.runtime.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -154,9 +156,10 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
     """Quantize the bundle's FP32 graph, gate it on ``data``'s test set with each backend of
     ``settings.backends``, and add it to the bundle only if every gate passes (atomically).
 
-    Returns the artifact's metadata (calibration, quantizer, gate). Raises ``EdgeadError``
-    naming the failed checks, with their figures, when the gate fails; the bundle is then
-    left as it was.
+    Returns the artifact's metadata (calibration, quantizer, gate per backend, the CPU it was
+    gated on). The graph is written when it passes on at least one backend and runs only on
+    those; when it fails on every one, raises ``EdgeadError`` naming the failed checks with
+    their figures, and the bundle is left as it was.
     """
     import onnx
 
@@ -222,22 +225,32 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
                     for r in report.rows
                     if r.ok is not None
                 ],
+                "failed": [
+                    f"{r.check}: {_fmt(r.original)} -> {_fmt(r.bundle)}, off by "
+                    f"{_fmt(r.diff)} {r.unit} (tolerance {_fmt(r.tolerance)})"
+                    for r in report.rows
+                    if r.ok is False
+                ],
             }
-            if not report.passed:
-                failed = (
-                    "; ".join(
-                        f"{r.check}: {_fmt(r.original)} -> {_fmt(r.bundle)}, off by "
-                        f"{_fmt(r.diff)} {r.unit} (tolerance {_fmt(r.tolerance)})"
-                        for r in report.rows
-                        if r.ok is False
-                    )
-                    or "no check could be made"
+        failed = {b: g for b, g in gate.items() if not g["passed"]}
+        if len(failed) == len(gate):
+            raise EdgeadError(
+                f"{bundle.root}: the INT8 graph ({settings.quantizer}, {len(paths)} "
+                f"calibration images) fails parity on {', '.join(failed)} and is not written: "
+                + " | ".join(
+                    f"{b}: {'; '.join(g['failed']) or 'no check could be made'}"
+                    for b, g in failed.items()
                 )
-                raise EdgeadError(
-                    f"{bundle.root}: the INT8 graph ({settings.quantizer}, {len(paths)} "
-                    f"calibration images) fails parity on {backend} and is not written: "
-                    f"{failed}"
-                )
+            )
+        for backend, g in failed.items():  # kept for the others; refused on this one
+            log.warning(
+                "the INT8 graph fails parity on %s and will not run there: %s",
+                backend,
+                "; ".join(g["failed"]) or "no check could be made",
+            )
+        # INT8 arithmetic differs between CPUs (VNNI or not, AMX): the gate holds on CPUs
+        # with the instruction sets it ran on (edgead.runtime.choice.int8_machine_note)
+        meta["gated_on"] = {"cpu": cpu_name(), "isa": instruction_sets()}
         meta["gate"] = gate
         writer.add(INT8_NAME, role=roles.ONNX_INT8, fmt="onnx", precision="int8", **meta)
         writer.write_manifest(manifest)

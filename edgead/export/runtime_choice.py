@@ -21,7 +21,7 @@ import numpy as np
 from edgead.bundle import roles
 from edgead.bundle.io import Bundle
 from edgead.errors import EdgeadError
-from edgead.runtime.choice import installed
+from edgead.runtime.choice import installed, instruction_sets
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ CANDIDATES = (
 def measure_runtime(bundle: Bundle, runs: int = 20, threads: int | None = None) -> dict:
     """Time every candidate that holds its parity; the fastest, with what was measured."""
     from edgead.runtime.bench import cpu_name
-    from edgead.runtime.compare import instruction_sets
     from edgead.runtime.parity import golden_rows
     from edgead.runtime.pipeline import Pipeline
 

@@ -19,6 +19,7 @@ from edgead.bundle.io import open_bundle
 from edgead.data.images import read_image
 from edgead.errors import EdgeadError
 from edgead.runtime.bench import bench_context, labelled_accuracy, load_images
+from edgead.runtime.choice import instruction_sets
 from edgead.runtime.pipeline import Pipeline
 from edgead.runtime.timing import LatencyStats, StageTimer
 
@@ -120,20 +121,6 @@ class CompareReport:
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
-
-
-def instruction_sets() -> list[str]:
-    """The CPU features that decide what INT8 and FP16 gain (Linux; empty elsewhere)."""
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [w for w in wanted if w in flags]
-    except OSError:
-        pass
-    return []
 
 
 def run_compare(

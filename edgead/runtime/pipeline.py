@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +17,15 @@ from edgead.bundle.roles import FALLBACK_ROLES, GRAPH_ROLES
 from edgead.data.images import read_with_channels
 from edgead.errors import BundleError, ImageDecodeError
 from edgead.runtime.backends.base import Backend, create_backend
-from edgead.runtime.choice import resolve_auto
+from edgead.runtime.choice import int8_machine_note, resolve_auto
 from edgead.runtime.postprocess import anomaly_map, normalize_score, verdict
 from edgead.runtime.preprocess import affine, host_map, preprocess_batch, resize_batch
 from edgead.runtime.regions import Region, VerdictRules, find_regions
 from edgead.runtime.scorers.base import ScorerOutput, load_scorer
 from edgead.runtime.search import resolve_search
 from edgead.runtime.timing import StageTimer
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RULES = VerdictRules()
 GRAY_POLICIES = ("auto", "reject", "convert", "accept")
@@ -75,6 +78,17 @@ def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
             f"{', '.join(passed)} only, not on {backend}; gate it there with `edgead quantize "
             f"{bundle.root} --data DATA --backend {backend}`"
         )
+    if precision == "int8":
+        note = int8_machine_note(artifact.meta.get("gated_on"))
+        if note:
+            log.warning(
+                "%s: %s; check it here with `edgead parity %s DATA --backend %s --precision "
+                "int8` before trusting its verdicts",
+                bundle.root,
+                note,
+                bundle.root,
+                backend,
+            )
     return artifact
 
 

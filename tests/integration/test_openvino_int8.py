@@ -215,3 +215,49 @@ def test_export_int8_needs_data(tmp_path, fitted):
         main, ["export", "patchcore", "--model", str(saved), "--out", str(tmp_path / "b"), "--int8"]
     )
     assert result.exit_code == 2 and "--int8 calibrates and gates on --data" in result.output
+
+
+def test_a_graph_that_fails_on_one_backend_is_kept_for_the_others(
+    fitted, synthetic_data, tmp_path, monkeypatch
+):
+    """Gated on onnxruntime and OpenVINO, failing on OpenVINO only (as OpenVINO's INT8 did on
+    a CPU with AVX-512 VNNI): written, runs on onnxruntime, refused on OpenVINO with the
+    figures it missed by in the manifest."""
+    import edgead.runtime.parity as parity
+    from edgead.runtime.choice import instruction_sets
+
+    real = parity.run_parity
+
+    def openvino_fails(bundle, data, backend, **kw):
+        report = real(bundle, data, backend, **kw)
+        if backend == "openvino":
+            report.rows.append(parity._row("image ROCAUC", 90.0, 50.0, 0.5, "points", True))
+        return report
+
+    monkeypatch.setattr(parity, "run_parity", openvino_fails)
+    root = tmp_path / "patchcore"
+    shutil.copytree(fitted.bundle("patchcore"), root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["parity"] |= {"int8_rocauc_points": 1.0, "int8_rank": 0.95}
+    rewrite_manifest(root / "manifest.json", manifest)
+    meta = add_int8_graph(root, synthetic_data, Int8Settings(images=8))
+    assert meta["gate"]["onnxruntime"]["passed"] and not meta["gate"]["openvino"]["passed"]
+    assert "image ROCAUC: 90 -> 50, off by 40" in meta["gate"]["openvino"]["failed"][0]
+    assert meta["gated_on"]["isa"] == instruction_sets()
+    with Pipeline(root, "onnxruntime", precision="int8"):
+        pass
+    with pytest.raises(BundleError, match="passed its parity gate on onnxruntime only"):
+        Pipeline(root, "openvino", precision="int8")
+
+
+def test_int8_on_a_cpu_with_other_instruction_sets_is_said(quantized, monkeypatch, caplog):
+    import edgead.runtime.choice as choice
+
+    root, meta = quantized
+    here = meta["gated_on"]["isa"]
+    other = [f for f in ("avx2", "avx512f", "avx512_vnni") if f not in here] or ["amx_int8"]
+    monkeypatch.setattr(choice, "instruction_sets", lambda: other)
+    with caplog.at_level("WARNING"), Pipeline(root, "onnxruntime", precision="int8"):
+        pass
+    assert "the INT8 graph held parity on" in caplog.text
+    assert f"edgead parity {root} DATA --backend onnxruntime --precision int8" in caplog.text

@@ -71,3 +71,57 @@ def test_int8_rows_gate_ranks_and_rates_at_the_threshold():
     }
     assert not shuffled["image score ranks (Spearman)"].ok
     assert list(shuffled) == ["image score ranks (Spearman)"]  # no threshold: no rate rows
+
+
+def _with_int8(manifest, isa):
+    from edgead.bundle import roles
+    from edgead.bundle.manifest import Artifact
+
+    manifest.artifacts.append(
+        Artifact(
+            "backbone_int8.onnx",
+            roles.ONNX_INT8,
+            "onnx",
+            "0" * 64,
+            1,
+            "int8",
+            {"gated_on": {"cpu": "a gate CPU", "isa": isa}},
+        )
+    )
+    manifest.runtime = {"backend": "onnxruntime", "precision": "int8"}
+    return manifest
+
+
+def test_auto_runs_int8_only_on_a_cpu_with_the_instruction_sets_it_was_gated_with(
+    manifest, monkeypatch, caplog
+):
+    _with_int8(manifest, ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"])
+    monkeypatch.setattr(choice, "instruction_sets", lambda: ["avx2", "avx512f", "avx512_vnni"])
+    assert choice.resolve_auto(manifest, "auto", "auto") == ("onnxruntime", "int8")
+    monkeypatch.setattr(choice, "instruction_sets", lambda: ["avx2"])
+    with caplog.at_level("WARNING"):
+        assert choice.resolve_auto(manifest, "auto", "auto") == ("onnxruntime", "fp32")
+    assert "held parity on a gate CPU (avx2, avx512_vnni, avx512f)" in caplog.text
+    assert "this CPU has avx2" in caplog.text
+    # asked for by name, it runs (the pipeline warns)
+    assert choice.resolve_auto(manifest, "auto", "int8") == ("onnxruntime", "int8")
+
+
+def test_int8_machine_note_ignores_what_int8_does_not_use():
+    gated = {"cpu": "x", "isa": ["avx2", "avx512_bf16"]}
+    assert choice.int8_machine_note(gated, ["avx2", "amx_bf16"]) is None
+    assert choice.int8_machine_note(gated, ["avx2", "avx_vnni"]) is not None
+    assert choice.int8_machine_note(None, ["avx2"]) is None  # graphs quantized before the record
+
+
+def test_int8_by_name_with_auto_backend_runs_where_its_gate_passed(manifest, monkeypatch):
+    _with_int8(manifest, [])
+    manifest.artifacts[-1].meta["gate"] = {
+        "onnxruntime": {"passed": True},
+        "openvino": {"passed": False},
+    }
+    manifest.runtime = {"backend": "openvino", "precision": "fp32"}
+    monkeypatch.setattr(choice, "installed", lambda name: True)
+    monkeypatch.setattr(choice, "instruction_sets", lambda: [])
+    assert choice.resolve_auto(manifest, "auto", "int8") == ("onnxruntime", "int8")
+    assert choice.resolve_auto(manifest, "auto", "auto") == ("openvino", "fp32")
