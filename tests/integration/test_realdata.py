@@ -1,7 +1,7 @@
 """Every detector on the real MVTec-layout subsets (EfficientNet-Lite0): fit, export, parity.
 
 PatchCore runs with the paper's PatchCore-1% setting (coreset ratio 0.01) to keep CI within
-its time budget; the README and closing notes give the default 10% as well.
+its time budget; the docs give the default 10% as well.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The figures README quotes are the ones the benchmarks wrote to benchmarks/results/: a table
-edited by hand, or a benchmark rerun without updating README, fails here."""
+"""The figures the documentation quotes (README.md and docs/) are the ones the benchmarks wrote
+to benchmarks/results/: a table edited by hand, or a benchmark rerun without updating the docs,
+fails here."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
 
 
+def docs_text() -> str:
+    """README.md and every page of docs/, in one text."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    return "\n".join(p.read_text() for p in pages)
+
+
 def readme_table(first_header: str, must_have: str) -> list[dict[str, str]]:
-    """The Markdown table of README whose header row starts with ``first_header`` and holds
+    """The Markdown table of the docs whose header row starts with ``first_header`` and holds
     ``must_have``, as dicts by column name."""
-    lines = (REPO / "README.md").read_text().splitlines()
+    lines = docs_text().splitlines()
     for i, line in enumerate(lines):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.startswith("|") and cells[0] == first_header and must_have in cells:
@@ -26,7 +33,7 @@ def readme_table(first_header: str, must_have: str) -> list[dict[str, str]]:
                 values = [c.strip() for c in row.strip().strip("|").split("|")]
                 rows.append(dict(zip(cells, values, strict=True)))
             return rows
-    raise AssertionError(f"README has no table with {first_header!r} and {must_have!r}")
+    raise AssertionError(f"the docs have no table with {first_header!r} and {must_have!r}")
 
 
 def test_the_thresholds_table_is_the_benchmarks_latest_results():
@@ -44,7 +51,7 @@ def test_the_thresholds_table_is_the_benchmarks_latest_results():
 def test_the_holdout_figures_quoted_are_the_benchmarks():
     results = json.loads((RESULTS / "thresholds_holdout.json").read_text())
     by = {(r["detector"], r["category"], r["holdout_by"]): r for r in results}
-    text = (REPO / "README.md").read_text()
+    text = docs_text()
     random = by[("padim", "mvtec3d_tire", "random")]["calibration"]["test"]["false_rejects"]
     newest = by[("padim", "mvtec3d_tire", "newest")]["calibration"]["test"]["false_rejects"]
     assert f"flagged **{random} of 25** good test tires with a random holdout" in text
@@ -62,8 +69,8 @@ def test_the_holdout_figures_quoted_are_the_benchmarks():
         "coreset_chunks_rocauc.jsonl",
     ],
 )
-def test_every_results_file_is_named_in_readme(name):
-    assert f"benchmarks/results/{name}" in (REPO / "README.md").read_text()
+def test_every_results_file_is_named_in_the_docs(name):
+    assert f"benchmarks/results/{name}" in docs_text()
 
 
 def test_the_shifts_table_is_the_benchmarks_latest_results():
@@ -98,4 +105,4 @@ def test_the_sinks_table_is_the_benchmarks_latest_results():
             assert row["CPU per verdict, ms (median)"] == f"{res['cpu_ms_per_message']:.2f}"
             assert row["runs, ms"] == ", ".join(f"{x:.2f}" for x in res["cpu_ms_runs"])
             assert row["delivered"] == str(res["delivered"])
-    assert results["context"]["date"] in (REPO / "README.md").read_text()
+    assert results["context"]["date"] in docs_text()
