@@ -72,7 +72,12 @@ def quantize_command(
             else f"{r['check']} {r['int8']:.4f}"
             for r in gate["rows"]
         )
-        click.echo(f"int8 on {backend}: passed ({checks})")
+        if gate["passed"]:
+            click.echo(f"int8 on {backend}: passed ({checks})")
+        else:
+            click.echo(
+                f"int8 on {backend}: FAILED, will not run there ({'; '.join(gate['failed'])})"
+            )
     from edgead.bundle.io import read_manifest
 
     cal = meta["calibration"]

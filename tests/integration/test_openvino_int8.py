@@ -248,6 +248,15 @@ def test_a_graph_that_fails_on_one_backend_is_kept_for_the_others(
         pass
     with pytest.raises(BundleError, match="passed its parity gate on onnxruntime only"):
         Pipeline(root, "openvino", precision="int8")
+    from click.testing import CliRunner
+
+    from edgead.cli import main
+
+    args = ["quantize", str(root), "--data", str(synthetic_data), "--calibration-images", "8"]
+    said = CliRunner().invoke(main, args)
+    assert said.exit_code == 0, said.output
+    assert "int8 on onnxruntime: passed" in said.output
+    assert "int8 on openvino: FAILED, will not run there (image ROCAUC: " in said.output
 
 
 def test_int8_on_a_cpu_with_other_instruction_sets_is_said(quantized, monkeypatch, caplog):
