@@ -10,18 +10,35 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from edgead.runtime.pipeline import Pipeline, Prediction
-from edgead.serve.capture import Frame
+from edgead.serve.capture import Frame, FrameQueue
 
 if TYPE_CHECKING:
-    from edgead.serve.service import Metrics
-    from edgead.serve.stream import Stream
+    from edgead.serve.metrics import Metrics
 
 log = logging.getLogger("edgead.serve")
+
+
+class Stream(Protocol):
+    """What a runner needs of a stream (``edgead.serve.stream.Stream``): its queue, whether it
+    is live, and where its results and faults go. A protocol, so that the stream may know its
+    runner without the runner importing the stream."""
+
+    name: str
+    queue: FrameQueue
+
+    @property
+    def live(self) -> bool: ...
+
+    def publish(self, frame: Frame, result: Prediction, batch: int = 1) -> None: ...
+
+    def frame_error(self, origin: str, message: str) -> None: ...
+
+    def bundle_changed(self) -> None: ...
 
 
 class BundleRunner:

@@ -31,8 +31,9 @@ from edgead.serve.sinks import Sink, SinkSpec, send_verdict
 from edgead.serve.sources import FrameSource
 
 if TYPE_CHECKING:
+    from edgead.serve.metrics import Metrics
+    from edgead.serve.options import ServeOptions
     from edgead.serve.runner import BundleRunner
-    from edgead.serve.service import Metrics, ServeOptions
 
 log = logging.getLogger("edgead.serve")
 
