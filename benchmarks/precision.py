@@ -88,10 +88,12 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         if r.get("unavailable"):
             gate = r.get("int8_gate") or {}
             why = gate.get("message", r["unavailable"])
-            # the first failed check of the gate, as export said it
+            # the first failed check of the gate, as quantize said it
             reason = why.split("is not written: ")[-1].split(";")[0]
-            if gate.get("passed", True):  # gated, but not on this backend
-                reason = r["unavailable"].split(": ", 1)[-1].split(";")[0]
+            if gate.get("passed", True):  # written, but its gate failed on this backend
+                failed = (gate.get("backends") or {}).get(backend, {}).get("failed") or []
+                reason = failed[0] if failed else r["unavailable"].split(": ", 1)[-1]
+                reason = reason.split(";")[0]
             out.append(
                 [
                     detector,
@@ -103,7 +105,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
                     "-",
                     "-",
                     "-",
-                    f"not written: {reason}",
+                    f"refused: {reason}",
                 ]
             )
             continue
@@ -180,7 +182,8 @@ def main() -> None:
             t = time.perf_counter()
             try:
                 meta = add_int8_graph(bundle, data, Int8Settings(backends=tuple(BACKENDS)))
-                gate = {"passed": True, "rows": meta["gate"]}
+                # written where it passed; refused (with its figures) where it failed
+                gate = {"passed": True, "backends": meta["gate"], "gated_on": meta["gated_on"]}
             except EdgeadError as exc:
                 gate = {"passed": False, "message": str(exc)}
             quantize_s = time.perf_counter() - t
