@@ -13,9 +13,10 @@ log = logging.getLogger(__name__)
 
 # the instruction sets that change INT8 arithmetic (u8 x s8 products saturate in 16 bits
 # without VNNI; AMX tiles): an INT8 graph that held parity on a CPU with one set may not on
-# a CPU with another. Measured: the tire bundle's NNCF graph, gated on a CPU with AVX2 only,
-# moved OpenVINO's features 21% (mean) from FP32 on an AMD EPYC with AVX-512 VNNI, against
-# 6.5% for onnxruntime there; image ROCAUC 78.7 -> 34.8.
+# a CPU with another. Measured (PatchCore, tire, NNCF, same settings): on an AMD EPYC with
+# AVX2 only the INT8 graph passed on onnxruntime and OpenVINO; on an AMD EPYC with AVX-512
+# VNNI OpenVINO's INT8 features were 21% (mean) from FP32 against onnxruntime's 6.5%, and
+# image ROCAUC fell 78.7 -> 34.8.
 INT8_ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
