@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 
-from edgead.errors import TerminatedError, exit_interrupted
+from edgead.errors import STOPPED, TerminatedError, exit_interrupted
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -26,6 +26,6 @@ def run() -> None:
 
         main()
     except KeyboardInterrupt:
-        exit_interrupted(EXIT_SIGINT, "interrupted (SIGINT): stopped, nothing half-written left")
+        exit_interrupted(EXIT_SIGINT, f"interrupted (SIGINT): {STOPPED}")
     except TerminatedError:
-        exit_interrupted(EXIT_SIGTERM, "terminated (SIGTERM): stopped, nothing half-written left")
+        exit_interrupted(EXIT_SIGTERM, f"terminated (SIGTERM): {STOPPED}")

@@ -51,6 +51,9 @@ class TerminatedError(BaseException):
     must not turn a SIGTERM into that call's error message."""
 
 
+STOPPED = "stopped, nothing half-written left"
+
+
 def exit_interrupted(code: int, message: str) -> None:
     """End an interrupted command with one line and ``code`` (130 SIGINT, 143 SIGTERM).
 

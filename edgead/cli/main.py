@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from edgead.errors import EdgeadError, TerminatedError, exit_interrupted
+from edgead.errors import STOPPED, EdgeadError, TerminatedError, exit_interrupted
 
 log = logging.getLogger("edgead")
 
@@ -31,7 +31,6 @@ EXIT_SKIPPED = 3
 EXIT_DATA_MISMATCH = 4
 EXIT_DRIFT = 5
 EXIT_SIGINT = 130
-STOPPED = "stopped, nothing half-written left"
 EXIT_SIGTERM = 143
 
 
