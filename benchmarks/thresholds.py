@@ -39,14 +39,13 @@ def main() -> None:
 
     import edgead  # noqa: F401  (before torch: OpenMP's passive waiting)
     from edgead.detectors.registry import get_detector
-    from edgead.metrics.calibration import Verdicts, verdicts_at
+    from edgead.metrics.calibration import verdicts_at
     from edgead.workflows import fit_detector
 
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.2f}"
     )
-    keys = ("threshold", "n_good", "n_anomalous", "false_rejects", "detections")
     rows, out = [], []
     for name in args.detectors.split(","):
         for category in args.categories.split(","):
@@ -65,19 +64,19 @@ def main() -> None:
                 ev = saved.evaluation
                 norm, m = ev.normalization, ev.metrics
                 cal = norm.calibration
-                image = cal["image"]
-                test = Verdicts(*[cal["test"][k] for k in keys])
+                image = cal.image
+                test = cal.test
                 labels = [r["label"] for r in ev.records]
                 scores = [r["score"] for r in ev.records]
-                point = verdicts_at(image["point_value"], labels, scores)
-                f1 = Verdicts(*[cal["f1_optimal"][k] for k in keys])
+                point = verdicts_at(image.point_value, labels, scores)
+                f1 = cal.f1_optimal
                 rows.append(
                     [
                         name,
                         category,
                         by,
-                        cal["source"],
-                        f"{100 * image['frr_bound']:.2f}% ({100 * image['estimated_frr']:.2f}%)",
+                        cal.source,
+                        f"{100 * image.frr_bound:.2f}% ({100 * image.estimated_frr:.2f}%)",
                         f"{test.false_rejects}/{test.n_good}",
                         f"{100 * test.detection_rate:.1f}%",
                         f"{point.false_rejects}/{point.n_good}, {100 * point.detection_rate:.1f}%",
@@ -92,7 +91,7 @@ def main() -> None:
                         "category": category,
                         "holdout_by": by,
                         "train_only": args.train_only,
-                        "calibration": cal,
+                        "calibration": cal.to_dict(),
                         "point_estimate_test": point.to_dict(),
                         "image_rocauc": m.image_rocauc,
                         "pixel_rocauc": m.pixel_rocauc,

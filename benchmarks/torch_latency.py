@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from edgead.bundle import open_bundle
+from edgead.bundle import open_bundle, roles
 from edgead.detectors.registry import get_detector
 
 
@@ -35,15 +35,15 @@ def placeholder_model(bundle) -> torch.nn.Module:
     config = get_detector(m.detector).config_from_dict(m.params)
     embedder, _ = module.build_embedder(config, config.weights)
     if m.detector == "patchcore":
-        meta = m.artifact("index").meta
+        meta = m.artifact(roles.INDEX).meta
         return patchcore.PatchCoreModel(embedder, torch.randn(meta["ntotal"], meta["dim"]), config)
     if m.detector == "padim":
-        positions, d = p["positions"], p["dim"]
+        positions, d = p.positions, p.dim
         eye = torch.eye(d).expand(positions, d, d).contiguous()
         return padim.PadimModel(embedder, torch.randn(positions, d), eye, config)
-    meta = m.artifact("index").meta
+    meta = m.artifact(roles.INDEX).meta
     galleries = [
-        torch.randn(*m.artifact(f"gallery_{i}").meta["shape"]) for i in range(len(p["outputs"]))
+        torch.randn(*m.artifact(roles.gallery(i)).meta["shape"]) for i in range(len(p.outputs))
     ]
     return spade.SpadeModel(embedder, torch.randn(meta["ntotal"], meta["dim"]), galleries, config)
 
@@ -51,7 +51,7 @@ def placeholder_model(bundle) -> torch.nn.Module:
 def measure(path: Path, runs: int = 20) -> list:
     bundle = open_bundle(path)
     model = placeholder_model(bundle).eval()
-    with np.load(bundle.path("golden")) as g:
+    with np.load(bundle.path(roles.GOLDEN)) as g:
         x = torch.from_numpy(g["input"][:1])
     with torch.no_grad():
         for _ in range(3):

@@ -12,6 +12,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgead.bundle.records import CalibrationRecord, calibration_of
+from edgead.bundle.scorer_params import ScorerParams, params_from_dict, params_to_dict
+
 # 1.1: normalization.calibration, revision, history; 1.2: digest (the manifest's own checksum);
 # 1.3: INT8 parity tolerances, runtime (the measured default backend and precision)
 SCHEMA_VERSION = "1.3"
@@ -61,10 +64,20 @@ class GraphSpec:
 
 @dataclass
 class ScorerSpec:
-    """How graph outputs become patch scores; ``kind`` picks the runtime scorer."""
+    """How graph outputs become patch scores; ``kind`` picks the runtime scorer and the type of
+    ``params`` (edgead.bundle.scorer_params: one frozen dataclass per kind, checked on reading)."""
 
     kind: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: ScorerParams | dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.params, dict):
+            self.params = params_from_dict(self.kind, self.params)
+
+    @property
+    def host_search(self) -> str:
+        """The CPU search export measured fastest for this bundle (faiss or gemm)."""
+        return getattr(self.params, "host_search", "faiss")
 
 
 @dataclass
@@ -94,7 +107,10 @@ class Normalization:
     # how the thresholds were set (edgead.metrics.calibration): held-out good images, target
     # and estimated false-reject rate with its interval, and on labelled test data the
     # false-reject and detection rates, with the F1-optimal threshold as a diagnostic only
-    calibration: dict[str, Any] = field(default_factory=dict)
+    calibration: CalibrationRecord | None = None
+
+    def __post_init__(self) -> None:
+        self.calibration = calibration_of(self.calibration)
 
 
 @dataclass
@@ -197,6 +213,9 @@ class Manifest:
         from edgead.bundle.integrity import manifest_digest
 
         data = json.loads(json.dumps(asdict(self)))  # tuples as lists, as they read back
+        data["scorer"]["params"] = params_to_dict(self.scorer.params)
+        cal = self.normalization.calibration
+        data["normalization"]["calibration"] = cal.to_dict() if cal is not None else {}
         data["digest"] = manifest_digest(data)
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 

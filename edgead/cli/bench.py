@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgead.cli.main import main
-from edgead.cli.options import THRESHOLD, compare_options
+from edgead.cli.options import THRESHOLD, compare_options, runtime_settings
 from edgead.cli.outdir import OVERWRITE, check_out, clear_owned
 
 
@@ -70,18 +70,8 @@ def bench(
     if len(backend) > 1 or len(precision) > 1:
         from edgead.runtime.compare import run_compare
 
-        compared = run_compare(
-            bundle,
-            backend,
-            precision,
-            data,
-            device,
-            warmup,
-            iterations,
-            search,
-            threshold,
-            ctx.obj.get("threads"),
-        )
+        settings = runtime_settings(ctx, device=device, search=search, threshold=threshold)
+        compared = run_compare(bundle, backend, precision, data, settings, warmup, iterations)
         _emit(compared, fmt, out)
         return
     backend, precision = backend[0], precision[0]
@@ -90,19 +80,15 @@ def bench(
         sizes = tuple(int(b) for b in batches.split(",") if b)
     except ValueError as exc:
         raise click.BadParameter(f"--batch {batches!r}: expected e.g. 1,16,64") from exc
-    report = run_bench(
-        bundle,
-        data,
-        sizes,
-        backend,
-        device,
-        warmup,
-        iterations,
-        precision,
-        search,
-        threshold,
-        ctx.obj.get("threads"),
+    settings = runtime_settings(
+        ctx,
+        backend=backend,
+        device=device,
+        precision=precision,
+        search=search,
+        threshold=threshold,
     )
+    report = run_bench(bundle, data, sizes, settings, warmup, iterations)
     _emit(report, fmt, out)
 
 

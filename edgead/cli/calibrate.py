@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from edgead.cli.main import main
-from edgead.cli.options import runtime_options
+from edgead.cli.options import runtime_options, runtime_settings
 from edgead.cli.report import threshold_rows
 from edgead.errors import EdgeadError
 
@@ -66,23 +66,15 @@ def calibrate(
     check_confidence(confidence)
     if out is not None and Path(out).exists() and not overwrite:
         raise EdgeadError(f"{out}: already exists; pass --overwrite to replace it")
-    target, record = calibrate_bundle(
-        bundle,
-        good_dirs,
-        target_frr,
-        out,
-        backend,
-        device,
-        precision,
-        search,
-        ctx.obj.get("threads"),
-        confidence,
+    settings = runtime_settings(
+        ctx, backend=backend, device=device, precision=precision, search=search
     )
+    target, record = calibrate_bundle(bundle, good_dirs, target_frr, out, settings, confidence)
     m = open_bundle(target).manifest
-    for skipped in record["skipped"]:
+    for skipped in record.skipped:
         click.echo(f"skipped unreadable image: {skipped}", err=True)
     click.echo(tabulate(threshold_rows(m.normalization), tablefmt="github", headers=["", target]))
-    click.echo(run_table(record["runs"]))
+    click.echo(run_table(record.runs or []))
     click.echo(f"bundle revision {m.revision} written: {target}")
 
 

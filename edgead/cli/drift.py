@@ -16,6 +16,7 @@ from edgead.cli.options import (
     drift_options,
     region_options,
     runtime_options,
+    runtime_settings,
 )
 from edgead.errors import EdgeadError
 
@@ -102,18 +103,18 @@ def drift(
         raise EdgeadError(f"{images}: no images found")
     settings = ctx.obj["drift"]
     rules = VerdictRules(min_region_area, require_region)
-    with Pipeline(
-        bundle,
-        backend,
-        device,
-        precision,
-        search,
-        threshold,
-        ctx.obj.get("threads"),
-        rules,
-        public_key,
-        gray,
-    ) as pipeline:
+    runtime = runtime_settings(
+        ctx,
+        backend=backend,
+        device=device,
+        precision=precision,
+        search=search,
+        threshold=threshold,
+        rules=rules,
+        public_key=public_key,
+        gray=gray,
+    )
+    with Pipeline(bundle, runtime) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, settings)
         if not monitor.enabled:
             raise EdgeadError(

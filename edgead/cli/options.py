@@ -10,6 +10,7 @@ import click
 
 from edgead.detectors.registry import apply_options
 from edgead.runtime.search import SEARCHES
+from edgead.runtime.settings import RuntimeSettings
 
 BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
 
@@ -262,3 +263,9 @@ def compare_options(f: Callable) -> Callable:
     return apply_options(
         [BACKEND_LIST, PRECISION_LIST, SEARCH, DEVICE, THREADS, MAX_PIXELS, QUIET], f
     )
+
+
+def runtime_settings(ctx: click.Context, **fields: Any) -> RuntimeSettings:
+    """The RuntimeSettings a verb's options name (``--threads`` is read from the context,
+    where the group or the verb put it)."""
+    return RuntimeSettings(threads=(ctx.obj or {}).get("threads"), **fields)

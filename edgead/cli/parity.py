@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
+from edgead.bundle.records import Verdicts
 from edgead.cli.main import EXIT_DATA_MISMATCH, EXIT_ERROR, main
-from edgead.cli.options import THRESHOLD, runtime_options
-from edgead.cli.report import verdicts_of
+from edgead.cli.options import THRESHOLD, runtime_options, runtime_settings
 from edgead.errors import DataMismatchError
 
 
@@ -45,18 +45,16 @@ def parity(
     from edgead.runtime.parity import run_parity
 
     try:
-        report = run_parity(
-            bundle,
-            data,
-            backend,
-            device,
-            batch,
-            ctx.obj["quiet"],
-            precision,
-            search,
-            threshold,
-            ctx.obj.get("threads"),
+        settings = runtime_settings(
+            ctx,
+            backend=backend,
+            device=device,
+            precision=precision,
+            search=search,
+            threshold=threshold,
+            batch=batch,
         )
+        report = run_parity(bundle, data, settings, ctx.obj["quiet"])
     except DataMismatchError as exc:
         click.echo(f"parity not run: {exc}", err=True)
         sys.exit(EXIT_DATA_MISMATCH)
@@ -71,7 +69,7 @@ def parity(
             f"at the threshold {report.verdicts['threshold']:.4g}"
             + (" (--threshold)" if threshold is not None else " (the bundle's)")
             + ": "
-            + verdicts_of(report.verdicts).describe()
+            + Verdicts.from_dict(report.verdicts).describe()
         )
     if len(report.latency):
         click.echo(report.latency.table(f"runtime latency (batch {batch}, ms per image)"))

@@ -6,59 +6,53 @@ from typing import Any
 
 from tabulate import tabulate
 
-from edgead.metrics.calibration import Verdicts
-
-_KEYS = ("threshold", "n_good", "n_anomalous", "false_rejects", "detections")
+from edgead.bundle.records import CalibrationRecord
 
 
-def verdicts_of(record: dict) -> Verdicts:
-    return Verdicts(*[record[k] for k in _KEYS])
-
-
-def frr_rows(cal: dict) -> list[list[str]]:
+def frr_rows(cal: CalibrationRecord) -> list[list[str]]:
     """The promised false-reject rate: target, bound, point estimate and what they rest on."""
-    image = cal["image"]
-    lo, hi = image["frr_interval"]
-    target = f"{100 * cal['target_frr']:.1f}%"
-    if image.get("frr_bound") is None:  # written before thresholds were bounds
+    image = cal.image
+    lo, hi = image.frr_interval
+    target = f"{100 * cal.target_frr:.1f}%"
+    if image.frr_bound is None or image.confidence is None:  # before thresholds were bounds
         return [
             [
                 "false-reject rate (target)",
-                f"{100 * image['estimated_frr']:.1f}% ({target}), 90% interval "
-                f"{100 * lo:.1f}-{100 * hi:.1f}%, {image['method']} estimate",
+                f"{100 * image.estimated_frr:.1f}% ({target}), 90% interval "
+                f"{100 * lo:.1f}-{100 * hi:.1f}%, {image.method} estimate",
             ]
         ]
     return [
         [
             "false-reject rate",
-            f"target {target}: at most {100 * image['frr_bound']:.2f}% with "
-            f"{100 * image['confidence']:.0f}% confidence (point estimate "
-            f"{100 * image['estimated_frr']:.2f}%, 90% interval {100 * lo:.2f}-{100 * hi:.2f}%)",
+            f"target {target}: at most {100 * image.frr_bound:.2f}% with "
+            f"{100 * image.confidence:.0f}% confidence (point estimate "
+            f"{100 * image.estimated_frr:.2f}%, 90% interval {100 * lo:.2f}-{100 * hi:.2f}%)",
         ],
-        ["bound rests on", f"{image['basis']}; {image['method']} estimate"],
+        ["bound rests on", f"{image.basis()}; {image.method} estimate"],
         [
             "threshold at the point estimate",
-            f"{image['point_value']:.4g} (not used: it keeps the target only half the time)",
+            f"{image.point_value:.4g} (not used: it keeps the target only half the time)",
         ],
     ]
 
 
 def threshold_rows(norm: Any) -> list[list[str]]:
     """The threshold, where it came from, and what it costs on labelled test images."""
-    cal = norm.calibration or {}
+    cal = norm.calibration
     if norm.image_threshold is None:
         return [["image threshold", "none: " + norm.source]]
     rows = [["image threshold", f"{norm.image_threshold:.4g}"]]
-    if cal:
-        rows += [["threshold set on", cal["source"]], *frr_rows(cal)]
-        if cal.get("test"):
-            rows.append(["at it, on the test set", verdicts_of(cal["test"]).describe()])
-        f1 = cal.get("f1_optimal")
-        if f1:
+    if cal is not None:
+        rows += [["threshold set on", cal.source], *frr_rows(cal)]
+        if cal.test is not None:
+            rows.append(["at it, on the test set", cal.test.describe()])
+        f1 = cal.f1_optimal
+        if f1 is not None:
             rows.append(
                 [
                     "F1-optimal on the test set (diagnostic)",
-                    f"{f1['threshold']:.4g}: " + verdicts_of(f1).describe(),
+                    f"{f1.threshold:.4g}: " + f1.describe(),
                 ]
             )
     else:

@@ -16,6 +16,7 @@ from edgead.cli.options import (
     drift_options,
     region_options,
     runtime_options,
+    runtime_settings,
 )
 from edgead.cli.outdir import APPEND, OVERWRITE, check_out, clear_owned
 from edgead.cli.output import ResultWriter, check_appendable, failure_row, prediction_row
@@ -92,18 +93,18 @@ def run(
     base = root.resolve() if root.is_dir() else root.resolve().parent
     # the bundle opens (and is verified) before anything is written
     rules = VerdictRules(min_region_area, require_region)
-    with Pipeline(
-        bundle,
-        backend,
-        device,
-        precision,
-        search,
-        threshold,
-        ctx.obj.get("threads"),
-        rules,
-        public_key,
-        gray,
-    ) as pipeline:
+    runtime = runtime_settings(
+        ctx,
+        backend=backend,
+        device=device,
+        precision=precision,
+        search=search,
+        threshold=threshold,
+        rules=rules,
+        public_key=public_key,
+        gray=gray,
+    )
+    with Pipeline(bundle, runtime) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, ctx.obj["drift"])
         first_alarm = None
         if overwrite:

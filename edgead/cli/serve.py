@@ -14,6 +14,7 @@ from edgead.cli.options import (
     drift_options,
     region_options,
     runtime_options,
+    runtime_settings,
 )
 from edgead.errors import EdgeadError
 
@@ -212,16 +213,18 @@ def serve(
         host,
         port,
         token,
-        backend,
-        device,
-        precision,
         max_upload_bytes=max_upload_mb << 20,
-        search=search,
-        threshold=threshold,
-        threads=ctx.obj.get("threads"),
-        rules=VerdictRules(min_region_area, require_region),
-        public_key=public_key,
-        gray=gray,
+        runtime=runtime_settings(
+            ctx,
+            backend=backend,
+            device=device,
+            precision=precision,
+            search=search,
+            threshold=threshold,
+            rules=VerdictRules(min_region_area, require_region),
+            public_key=public_key,
+            gray=gray,
+        ),
     )
     options = ServeOptions(
         queue_size=queue_size,

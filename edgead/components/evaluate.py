@@ -8,20 +8,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from edgead.bundle.manifest import InputSpec, Metrics, Normalization
 from edgead.components.common import batched_inputs
-from edgead.data.datasets import MVTecCategory, Sample
-from edgead.data.images import read_mask
-from edgead.metrics import summarize
+from edgead.data.datasets import MVTecCategory
 from edgead.metrics.calibration import (
     DEFAULT_CONFIDENCE,
+    CalibrationRecord,
     calibration_record,
     normalization_from,
 )
+from edgead.metrics.scored import ScoredTestSet
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +46,6 @@ class EvalResult:
             d["records"],
             d.get("skipped", []),
         )
-
-
-def mask_for(sample: Sample, spec: InputSpec) -> np.ndarray | None:
-    """Ground truth at the map size (nearest), zeros for good images; None without masks."""
-    if sample.label == 0:
-        return np.zeros((spec.height, spec.width), np.uint8)
-    if sample.mask_path is None:
-        return None
-    mask = read_mask(sample.mask_path)
-    return cv2.resize(mask, (spec.width, spec.height), interpolation=cv2.INTER_NEAREST)
 
 
 def score_paths(
@@ -92,22 +81,15 @@ def evaluate(
     scores, maps, skipped, ms = score_paths(
         infer, [s.path for s in samples], spec, batch_size, quiet, "evaluate"
     )
-    kept = [s for s in samples if s.path in scores]
-    labels = [s.label for s in kept]
-    image_scores = [scores[s.path] for s in kept]
-    masks = [mask_for(s, spec) for s in kept] if dataset.has_masks else None
-    kept_maps = [maps[s.path] for s in kept]
-    summary = summarize(labels, image_scores, masks, kept_maps if masks else None)
-    records = [
-        {
-            "relpath": s.relpath(dataset.root),
-            "label": s.label,
-            "defect": s.defect,
-            "score": scores[s.path],
-        }
-        for s in kept
-    ]
-    all_maps = np.stack(kept_maps) if kept_maps else np.zeros((1, 1, 1))
+    scored = ScoredTestSet.collect(
+        dataset,
+        samples,
+        {str(p): v for p, v in scores.items()},
+        {str(p): v for p, v in maps.items()},
+    )
+    labels, image_scores = scored.labels, scored.scores
+    summary = scored.summary(spec.height, spec.width)
+    all_maps = np.stack(scored.maps) if scored.maps else np.zeros((1, 1, 1))
     norm = Normalization(
         image_threshold=summary.image_threshold,
         pixel_threshold=summary.pixel_threshold,
@@ -120,7 +102,7 @@ def evaluate(
     )
     metrics = Metrics(
         dataset=dataset.name,  # no paths of the fitting machine in the bundle
-        n_images=len(kept),
+        n_images=len(scored.samples),
         n_anomalous=int(sum(labels)),
         image_rocauc=summary.image_rocauc,
         pixel_rocauc=summary.pixel_rocauc,
@@ -129,7 +111,7 @@ def evaluate(
         torch_ms_per_image=float(np.median(ms)) if ms else None,
         torch_device=f"{device}, batch {batch_size}",
     )
-    return EvalResult(metrics, norm, records, skipped)
+    return EvalResult(metrics, norm, scored.records(), skipped)
 
 
 def calibrate(
@@ -141,7 +123,7 @@ def calibrate(
     quiet: bool = False,
     batch_size: int = 8,
     confidence: float = DEFAULT_CONFIDENCE,
-) -> dict | None:
+) -> CalibrationRecord | None:
     """Thresholds at ``target_frr`` from the held-out good images' scores and map maxima."""
     if not held:
         return None
@@ -159,7 +141,7 @@ def calibrate(
     )
 
 
-def apply_calibration(evaluation: EvalResult | None, cal: dict | None) -> EvalResult:
+def apply_calibration(evaluation: EvalResult | None, cal: CalibrationRecord | None) -> EvalResult:
     """The evaluation with its normalization set from the calibration: the thresholds come from
     held-out good images; the labelled test set only says what they cost (and where the
     F1-optimal threshold would be, as a diagnostic)."""

@@ -55,7 +55,9 @@ def measure_runtime(bundle: Bundle, runs: int = 20, threads: int | None = None) 
                 skipped[label] = "not installed"
                 continue
             try:
-                pipe = Pipeline(bundle, backend, None, precision, "faiss", threads=threads)
+                pipe = Pipeline(
+                    bundle, backend=backend, precision=precision, search="faiss", threads=threads
+                )
             except EdgeadError as exc:
                 skipped[label] = str(exc).split(": ", 1)[-1]
                 continue

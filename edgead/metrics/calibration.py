@@ -39,20 +39,22 @@ with probability ``target`` at most.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from edgead.bundle.manifest import Normalization
+from edgead.bundle.records import DEFAULT_CONFIDENCE, CalibrationRecord, Threshold
 from edgead.errors import EdgeadError
 from edgead.metrics.verdicts import Verdicts, verdicts_at
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
     "DEFAULT_TARGET_FRR",
+    "CalibrationRecord",
     "Threshold",
     "Verdicts",
     "calibration_record",
@@ -64,7 +66,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FRR = 0.01
-DEFAULT_CONFIDENCE = 0.95
 MIN_IMAGES = 20  # fewer held-out good images: no bound, the point estimate (with a warning)
 PIVOT_SAMPLES = 2000  # simulated fits behind the Gumbel bound (about 1 s per sample size)
 
@@ -74,52 +75,6 @@ def images_for_a_bound(target_frr: float, confidence: float = DEFAULT_CONFIDENCE
     largest of n scores is a threshold whose rate is <= target with the given confidence once
     1 - (1 - target)^n >= confidence (299 images at 1% and 95%)."""
     return int(np.ceil(np.log(1 - confidence) / np.log(1 - target_frr)))
-
-
-@dataclass
-class Threshold:
-    """A threshold and how it was estimated (goes into the manifest's calibration record).
-
-    ``value`` is the threshold in force: the one whose ``confidence`` upper bound of the
-    false-reject rate is at or below ``target_frr``. ``estimated_frr`` is the point estimate of
-    the rate at it, ``frr_bound`` its upper bound at ``confidence``; ``point_value`` the
-    threshold the point estimate alone would have set (lower: what an estimate without its
-    uncertainty promises)."""
-
-    value: float
-    method: str  # "gumbel" (a tail model) or "order statistic" (no model), or "constant"
-    n_images: int
-    target_frr: float
-    estimated_frr: float
-    frr_interval: tuple[float, float]  # 90% interval of the false-reject rate at ``value``
-    confidence: float = DEFAULT_CONFIDENCE
-    frr_bound: float | None = None
-    point_value: float | None = None
-    images_needed: int | None = None  # for a bound without a tail model
-
-    @property
-    def model_free(self) -> bool:
-        return self.images_needed is not None and self.n_images >= self.images_needed
-
-    def basis(self) -> str:
-        """One line: what the bound rests on."""
-        if self.method == "constant":
-            return "every held-out score is the same: no rate can be estimated"
-        if self.model_free:
-            return (
-                f"{self.n_images} images, enough for a bound with no model of the score tail "
-                f"({self.images_needed} needed)"
-            )
-        return (
-            f"{self.n_images} images bound the rate only through a Gumbel model of the score "
-            f"tail ({self.images_needed} would bound it without one)"
-        )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["frr_interval"] = list(self.frr_interval)
-        d["basis"] = self.basis()
-        return d
 
 
 def check_target(target_frr: float) -> float:
@@ -287,28 +242,25 @@ def calibration_record(
     source: str,
     skipped: Sequence[str] = (),
     confidence: float = DEFAULT_CONFIDENCE,
-) -> dict:
+) -> CalibrationRecord:
     """What the manifest records of a calibration (fit, export and ``edgead calibrate``)."""
-    image = threshold_at_frr(scores, target_frr, confidence)
-    pixel = threshold_at_frr(map_max, target_frr, confidence, warn=False)
-    return {
-        "source": source,
-        "target_frr": float(target_frr),
-        "confidence": float(confidence),
-        "image": image.to_dict(),
-        "pixel": pixel.to_dict(),
-        "image_min": float(min(scores)),
-        "image_max": float(max(scores)),
-        "pixel_min": float(min(map_min)),
-        "pixel_max": float(max(map_max)),
-        "skipped": list(skipped),
-        # the drift monitor's reference: what good parts scored when the threshold was set
-        "scores": sorted(float(v) for v in scores),
-    }
+    return CalibrationRecord(
+        source=source,
+        target_frr=float(target_frr),
+        confidence=float(confidence),
+        image=threshold_at_frr(scores, target_frr, confidence),
+        pixel=threshold_at_frr(map_max, target_frr, confidence, warn=False),
+        image_min=float(min(scores)),
+        image_max=float(max(scores)),
+        pixel_min=float(min(map_min)),
+        pixel_max=float(max(map_max)),
+        skipped=list(skipped),
+        scores=sorted(float(v) for v in scores),
+    )
 
 
 def normalization_from(
-    cal: dict | None,
+    cal: CalibrationRecord | None,
     labels: Sequence[int],
     scores: Sequence[float],
     previous: Normalization,
@@ -331,33 +283,31 @@ def normalization_from(
             pixel_max=previous.pixel_max,
             source="no held-out good images: no threshold (`edgead calibrate` sets one)",
         )
-    image_thr = float(cal["image"]["value"])
-    record = dict(cal)
+    image_thr = float(cal.image.value)
+    test = f1_optimal = None
     if len(labels):
-        record["test"] = verdicts_at(image_thr, labels, scores).to_dict()
+        test = verdicts_at(image_thr, labels, scores)
         if 0 < sum(labels) < len(labels):
             from edgead.metrics.evaluation import f1_optimal_threshold
 
             f1_thr, _ = f1_optimal_threshold(labels, scores)
-            record["f1_optimal"] = {
-                "note": "diagnostic only: chosen on the labelled test set, never the default",
-                **verdicts_at(f1_thr, labels, scores).to_dict(),
-            }
+            f1_optimal = verdicts_at(f1_thr, labels, scores)
+    record = dataclasses.replace(cal, test=test, f1_optimal=f1_optimal)
     return Normalization(
         image_threshold=image_thr,
-        pixel_threshold=float(cal["pixel"]["value"]),
-        image_min=lo(cal["image_min"], previous.image_min),
-        image_max=hi(cal["image_max"], previous.image_max, image_thr),
-        pixel_min=lo(cal["pixel_min"], previous.pixel_min),
-        pixel_max=hi(cal["pixel_max"], previous.pixel_max, cal["pixel"]["value"]),
+        pixel_threshold=float(cal.pixel.value),
+        image_min=lo(cal.image_min, previous.image_min),
+        image_max=hi(cal.image_max, previous.image_max, image_thr),
+        pixel_min=lo(cal.pixel_min, previous.pixel_min),
+        pixel_max=hi(cal.pixel_max, previous.pixel_max, cal.pixel.value),
         source=(
-            f"held-out good images ({cal['source']}) at a {100 * cal['target_frr']:.1f}% "
-            f"false-reject rate{_bound_words(cal)} ({cal['image']['method']} estimate)"
+            f"held-out good images ({cal.source}) at a {100 * cal.target_frr:.1f}% "
+            f"false-reject rate{_bound_words(cal)} ({cal.image.method} estimate)"
         ),
         calibration=record,
     )
 
 
-def _bound_words(cal: dict) -> str:
-    confidence = cal.get("confidence")  # records written before bounds had none
+def _bound_words(cal: CalibrationRecord) -> str:
+    confidence = cal.confidence  # records written before bounds had none
     return f", bounded at {100 * confidence:.0f}% confidence" if confidence else ""

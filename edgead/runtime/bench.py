@@ -14,6 +14,7 @@ import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from edgead.data.images import read_image
 from edgead.errors import EdgeadError
 from edgead.runtime.memory import human
 from edgead.runtime.pipeline import Pipeline
+from edgead.runtime.settings import RuntimeSettings
 from edgead.runtime.timing import LatencyStats, StageTimer
 
 log = logging.getLogger(__name__)
@@ -225,12 +227,13 @@ def labelled_accuracy(pipe: Pipeline, data: Path) -> dict | None:
     (one pass, untimed); None when DATA has no good and defective test images."""
     from edgead.data.datasets import MVTecCategory, open_dataset
     from edgead.metrics import image_rocauc
-    from edgead.metrics.calibration import verdicts_at
+    from edgead.metrics.scored import ScoredTestSet
     from edgead.runtime.pipeline import Failure
 
     if not MVTecCategory.is_mvtec(data):
         return None
-    samples = open_dataset(data).test_samples()
+    dataset = open_dataset(data)
+    samples = dataset.test_samples()
     if len({s.label for s in samples}) < 2:
         return None
     scores = {
@@ -238,13 +241,14 @@ def labelled_accuracy(pipe: Pipeline, data: Path) -> dict | None:
         for r in pipe.predict_files([s.path for s in samples])
         if not isinstance(r, Failure)
     }
-    kept = [s for s in samples if str(s.path) in scores]
-    labels = [s.label for s in kept]
-    values = [scores[str(s.path)] for s in kept]
-    out: dict = {"images": len(kept), "image_rocauc": image_rocauc(labels, values)}
+    scored = ScoredTestSet.collect(dataset, samples, scores)  # image scores only
+    out: dict = {
+        "images": len(scored.samples),
+        "image_rocauc": image_rocauc(scored.labels, scored.scores),
+    }
     threshold = pipe.normalization.image_threshold
     if threshold is not None:
-        out["verdicts"] = verdicts_at(threshold, labels, values).to_dict()
+        out["verdicts"] = scored.verdicts(threshold).to_dict()
     return out
 
 
@@ -252,32 +256,31 @@ def run_bench(
     bundle: str | Path,
     data: str | Path | None = None,
     batches: tuple[int, ...] = (1,),
-    backend: str = "auto",
-    device: str | None = None,
+    settings: RuntimeSettings | None = None,
     warmup: int = 5,
     iterations: int = 30,
-    precision: str = "auto",
-    search: str = "auto",
-    threshold: float | None = None,
-    threads: int | None = None,
+    **changes: Any,
 ) -> BenchReport:
+    """Per-stage latency at batch 1 and throughput at ``batches``, run as ``settings`` say
+    (keyword ``changes`` replace single fields)."""
+    settings = RuntimeSettings.of(settings, **changes)
     b = open_bundle(bundle)
     images, paths = load_images(data, b)
     spec = b.manifest.input
-    with Pipeline(b, backend, device, precision, search, threshold, threads) as pipe:
+    with Pipeline(b, settings) as pipe:
         report = BenchReport(
             str(bundle),
             b.manifest.detector,
             pipe.describe(),
-            device or cpu_name(),
+            settings.device or cpu_name(),
             pipe.precision,
             [3, spec.height, spec.width],
             len(images),
             bundle_bytes=sum(a.size for a in b.manifest.artifacts),
-            scorer_memory_bytes=b.manifest.scorer.params.get("memory_bytes"),
+            scorer_memory_bytes=getattr(b.manifest.scorer.params, "memory_bytes", None),
             warmup=warmup,
             iterations=iterations,
-            context=bench_context(threads),
+            context=bench_context(settings.threads),
         )
         for i in range(warmup):
             pipe.predict([images[i % len(images)]])

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,11 +30,13 @@ from edgead.data.images import file_digest
 from edgead.errors import EdgeadError
 from edgead.metrics.calibration import (
     DEFAULT_CONFIDENCE,
+    CalibrationRecord,
     calibration_record,
     normalization_from,
     threshold_at_frr,
 )
 from edgead.runtime.pipeline import Failure, Pipeline
+from edgead.runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +166,10 @@ def calibrate_bundle(
     good: str | Path | Sequence[str | Path],
     target_frr: float,
     out: str | Path | None = None,
-    backend: str = "auto",
-    device: str | None = None,
-    precision: str = "auto",
-    search: str = "auto",
-    threads: int | None = None,
+    settings: RuntimeSettings | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
-) -> tuple[Path, dict]:
+    **changes: Any,
+) -> tuple[Path, CalibrationRecord]:
     """Recalibrate on one folder of good images or several (one per run); returns the bundle
     written (``out``, or the bundle itself) and the calibration record."""
     bundle = open_bundle(bundle_path)
@@ -177,9 +177,10 @@ def calibrate_bundle(
     if not folders:
         raise EdgeadError("no folder of good images given to calibrate on")
     fitted = fitted_images(bundle)
-    with Pipeline(bundle, backend, device, precision, search, threads=threads) as pipeline:
+    settings = RuntimeSettings.of(settings, **changes).replace(threshold=None)
+    with Pipeline(bundle, settings) as pipeline:
         runs = [score_good_images(pipeline, f, fitted) for f in folders]
-        described = f"{pipeline.describe()} {precision}"
+        described = f"{pipeline.describe()} {pipeline.precision}"
     pooled = GoodScores(folders[0])
     for run in runs:
         pooled.scores += run.scores
@@ -201,10 +202,10 @@ def calibrate_bundle(
         pooled.skipped,
         confidence,
     )
-    record["backend"] = described
-    record["left_out_fitted"] = sum(r.fitted for r in runs)
-    record["runs"] = run_report(runs, record["image"]["value"], target_frr, confidence)
-    warn_on_unseen_runs(record["runs"], target_frr)
+    record.backend = described
+    record.left_out_fitted = sum(r.fitted for r in runs)
+    record.runs = run_report(runs, record.image.value, target_frr, confidence)
+    warn_on_unseen_runs(record.runs, target_frr)
     m = bundle.manifest
     labels, ref_scores = ([], [])
     if bundle.has(roles.REFERENCE_SCORES):  # what the new threshold costs on the evaluation set
@@ -214,7 +215,7 @@ def calibrate_bundle(
         "revision": m.revision + 1,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "change": "calibrate",
-        "source": record["source"],
+        "source": record.source,
         "target_frr": target_frr,
         "confidence": confidence,
         "image_threshold": [m.normalization.image_threshold, normalization.image_threshold],

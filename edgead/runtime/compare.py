@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgead.bundle.io import open_bundle
 from edgead.data.images import read_image
@@ -21,6 +22,7 @@ from edgead.errors import EdgeadError
 from edgead.runtime.bench import bench_context, labelled_accuracy, load_images
 from edgead.runtime.choice import instruction_sets
 from edgead.runtime.pipeline import Pipeline
+from edgead.runtime.settings import RuntimeSettings
 from edgead.runtime.timing import LatencyStats, StageTimer
 
 log = logging.getLogger(__name__)
@@ -128,13 +130,14 @@ def run_compare(
     backends: list[str],
     precisions: list[str],
     data: str | Path | None = None,
-    device: str | None = None,
+    settings: RuntimeSettings | None = None,
     warmup: int = 5,
     iterations: int = 30,
-    search: str = "auto",
-    threshold: float | None = None,
-    threads: int | None = None,
+    **changes: Any,
 ) -> CompareReport:
+    """Every backend x precision side by side, interleaved in one run; the other fields of
+    ``settings`` (keyword ``changes`` replace single ones) hold for all of them."""
+    settings = RuntimeSettings.of(settings, **changes)
     b = open_bundle(bundle)
     images, paths = load_images(data, b)
     spec = b.manifest.input
@@ -145,7 +148,7 @@ def run_compare(
         len(images),
         warmup,
         iterations,
-        context=bench_context(threads) | {"isa": instruction_sets()},
+        context=bench_context(settings.threads) | {"isa": instruction_sets()},
     )
     pipes: list[tuple[Configuration, Pipeline]] = []
     try:
@@ -154,7 +157,7 @@ def run_compare(
                 config = Configuration(backend, precision)
                 report.configurations.append(config)
                 try:
-                    pipe = Pipeline(b, backend, device, precision, search, threshold, threads)
+                    pipe = Pipeline(b, settings.replace(backend=backend, precision=precision))
                 except EdgeadError as exc:
                     config.unavailable = str(exc)
                     log.warning("bench: %s not run: %s", config.label, exc)

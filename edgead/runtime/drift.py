@@ -82,11 +82,11 @@ class DriftReference:
     @classmethod
     def from_normalization(cls, norm: Normalization) -> DriftReference | None:
         """The bundle's reference; None for bundles calibrated before references were kept."""
-        cal = norm.calibration or {}
-        scores = cal.get("scores")
-        if not scores or norm.image_threshold is None or len(scores) < 2:
+        cal = norm.calibration
+        scores = cal.scores if cal is not None else []
+        if norm.image_threshold is None or len(scores) < 2:
             return None
-        return cls(tuple(float(s) for s in scores), float(norm.image_threshold), cal["target_frr"])
+        return cls(tuple(float(s) for s in scores), float(norm.image_threshold), cal.target_frr)
 
     @property
     def median(self) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +20,10 @@ from edgead.bundle.io import Bundle, open_bundle
 from edgead.bundle.manifest import ParityTolerance
 from edgead.bundle.references import read_reference_scores
 from edgead.data.datasets import open_dataset
-from edgead.data.images import read_mask
 from edgead.errors import DataMismatchError, ParityError
-from edgead.metrics import summarize
-from edgead.metrics.calibration import verdicts_at
+from edgead.metrics.scored import ScoredTestSet
 from edgead.runtime.pipeline import Failure, Pipeline
+from edgead.runtime.settings import RuntimeSettings
 from edgead.runtime.timing import LatencyStats
 
 
@@ -156,7 +156,6 @@ def golden_rows(pipeline: Pipeline) -> list[ParityRow]:
 def dataset_rows(
     pipeline: Pipeline, data: Path, report: ParityReport, batch_size: int = 1, quiet: bool = False
 ) -> list[ParityRow]:
-    import cv2
     from tqdm.auto import tqdm
 
     bundle = pipeline.bundle
@@ -183,38 +182,13 @@ def dataset_rows(
         maps[result.source] = result.anomaly_map
         report.warnings += [f"{result.source}: {w}" for w in result.warnings]
         report.latency.add(result.timings_ms)
-    kept = [s for s in samples if str(s.path) in scores]
-    report.samples = [
-        {
-            "relpath": s.relpath(dataset.root),
-            "label": s.label,
-            "defect": s.defect,
-            "path": str(s.path),
-            "score": scores[str(s.path)],
-        }
-        for s in kept
-    ]
-    labels = [s.label for s in kept]
+    scored = ScoredTestSet.collect(dataset, samples, scores, maps)
+    kept = scored.samples
+    report.samples = scored.records(with_path=True)
     threshold = pipeline.normalization.image_threshold
     if threshold is not None:
-        report.verdicts = verdicts_at(
-            threshold, labels, [scores[str(s.path)] for s in kept]
-        ).to_dict()
-    masks = None
-    if dataset.has_masks:
-        size = (m.postprocess.map_width, m.postprocess.map_height)
-        masks = [
-            np.zeros(size[::-1], np.uint8)
-            if s.label == 0
-            else cv2.resize(read_mask(s.mask_path), size, interpolation=cv2.INTER_NEAREST)
-            for s in kept
-        ]
-    got = summarize(
-        labels,
-        [scores[str(s.path)] for s in kept],
-        masks,
-        [maps[str(s.path)] for s in kept] if masks else None,
-    )
+        report.verdicts = scored.verdicts(threshold).to_dict()
+    got = scored.summary(m.postprocess.map_height, m.postprocess.map_width)
     orig = m.metrics
     # INT8: one-sided, a quantized graph may not lose more than the tolerance (a gain on a
     # small test set is no failure; the rank check below bounds how far the scores moved)
@@ -333,17 +307,16 @@ def _pct(v: float | None) -> float | None:
 def run_parity(
     bundle: str | Path | Bundle,
     data: str | Path | None = None,
-    backend: str = "auto",
-    device: str | None = None,
-    batch_size: int = 1,
+    settings: RuntimeSettings | None = None,
     quiet: bool = False,
-    precision: str = "auto",
-    search: str = "auto",
-    threshold: float | None = None,
-    threads: int | None = None,
+    **changes: Any,
 ) -> ParityReport:
+    """The bundle against what its original measured, run as ``settings`` say (keyword
+    ``changes`` replace single fields); on ``data``'s test set when given."""
+    settings = RuntimeSettings.of(settings, **changes)
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-    with Pipeline(bundle, backend, device, precision, search, threshold, threads) as pipeline:
+    batch_size = settings.batch
+    with Pipeline(bundle, settings) as pipeline:
         report = ParityReport(str(bundle.root), f"{pipeline.describe()} {pipeline.precision}")
         report.rows += golden_rows(pipeline)
         if data is not None:

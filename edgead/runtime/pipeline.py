@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,12 +24,10 @@ from edgead.runtime.preprocess import affine, host_map, preprocess_batch, resize
 from edgead.runtime.regions import Region, VerdictRules, find_regions
 from edgead.runtime.scorers.base import ScorerOutput, load_scorer
 from edgead.runtime.search import resolve_search
+from edgead.runtime.settings import DEFAULT_RULES, RuntimeSettings
 from edgead.runtime.timing import StageTimer
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RULES = VerdictRules()
-GRAY_POLICIES = ("auto", "reject", "convert", "accept")
 
 
 @dataclass
@@ -135,34 +134,20 @@ class Pipeline:
     def __init__(
         self,
         bundle: Bundle | str | Path,
-        backend: str = "auto",
-        device: str | None = None,
-        precision: str = "auto",
-        search: str = "auto",
-        threshold: float | None = None,
-        threads: int | None = None,
-        rules: VerdictRules = DEFAULT_RULES,
-        public_key: str | Path | None = None,
-        gray: str = "auto",
+        settings: RuntimeSettings | None = None,
+        **changes: Any,
     ):
-        if gray not in GRAY_POLICIES:
-            raise ValueError(f"gray policy {gray!r}: one of {', '.join(GRAY_POLICIES)}")
-        self.gray = gray
-        self.rules = rules
-        # what ``reopen`` needs to load a new revision the same way (signed by the same key)
-        self._settings = (
-            backend,
-            device,
-            precision,
-            search,
-            threshold,
-            threads,
-            rules,
-            public_key,
-            gray,
-        )
+        """``settings`` say where and how it runs (edgead.runtime.settings); keyword
+        ``changes`` replace single fields: ``Pipeline(path, backend="openvino")``."""
+        settings = RuntimeSettings.of(settings, **changes)
+        self.settings = settings
+        self.gray = settings.gray
+        self.rules = settings.rules
+        threshold = settings.threshold
         self.bundle = (
-            bundle if isinstance(bundle, Bundle) else open_bundle(bundle, public_key=public_key)
+            bundle
+            if isinstance(bundle, Bundle)
+            else open_bundle(bundle, public_key=settings.public_key)
         )
         m = self.bundle.manifest
         self.spec = m.input
@@ -173,21 +158,21 @@ class Pipeline:
             else m.normalization
         )
         self.train_channels = m.fit.get("image_channels")  # 1 or 3; None for older bundles
-        backend, precision = resolve_auto(m, backend, precision)
+        backend, precision = resolve_auto(m, settings.backend, settings.precision)
         self.precision = precision
         artifact = graph_artifact(self.bundle, backend, precision)
         self.backend: Backend = create_backend(
             backend,
             self.bundle.root / artifact.path,
-            device,
+            settings.device,
             {**artifact.meta, "precision": artifact.precision},
             precision,
-            threads,
+            settings.threads,
         )
         self.backend.activate()
         try:
-            host = m.scorer.params.get("host_search", "faiss")  # measured at export
-            self.search = resolve_search(search, self.backend.on_gpu, host)
+            host = m.scorer.host_search  # measured at export
+            self.search = resolve_search(settings.search, self.backend.on_gpu, host)
             self.scorer = load_scorer(self.bundle, self.search)
         except BaseException:
             self.backend.deactivate()
@@ -206,7 +191,7 @@ class Pipeline:
         """A new pipeline on ``bundle`` (default: this bundle's folder, read again: a new
         revision written there) with the same backend, precision, search, threshold and
         rules. This one stays open: the caller swaps and closes."""
-        return Pipeline(bundle if bundle is not None else self.bundle.root, *self._settings)
+        return Pipeline(bundle if bundle is not None else self.bundle.root, self.settings)
 
     def __enter__(self) -> Pipeline:
         return self

@@ -49,6 +49,7 @@ except ModuleNotFoundError:  # Python 3.10 (Jetson images): the same parser, fro
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgead.errors import EdgeadError
+from edgead.runtime.settings import RuntimeSettings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -349,3 +350,24 @@ def resolve_bundles(config: ServeConfig, base: Path) -> dict[str, BundleConfig]:
             raise EdgeadError(f"bundles.{name}: {b.path} is not a bundle folder")
     used = {s.bundle for s in config.streams}
     return {n: b for n, b in named.items() if n in used}
+
+
+def bundle_settings(
+    b: BundleConfig, rt: RuntimeConfig, given: RuntimeSettings | None = None
+) -> RuntimeSettings:
+    """How one bundle of the file runs: its own entries over the file's ``runtime:`` section,
+    over ``given`` (the command line's threads and public key)."""
+    from edgead.runtime.regions import VerdictRules
+
+    return RuntimeSettings.of(
+        given,
+        backend=b.backend or rt.backend,
+        device=b.device or rt.device,
+        precision=b.precision or rt.precision,
+        search=b.search or rt.search,
+        threshold=b.threshold,
+        rules=VerdictRules(
+            rt.min_region_area if b.min_region_area is None else b.min_region_area,
+            rt.require_region if b.require_region is None else b.require_region,
+        ),
+    )

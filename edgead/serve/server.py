@@ -19,7 +19,7 @@ import uvicorn
 
 from edgead.errors import EdgeadError
 from edgead.runtime.pipeline import Pipeline
-from edgead.runtime.regions import VerdictRules
+from edgead.runtime.settings import RuntimeSettings
 from edgead.serve.app import MAX_UPLOAD_BYTES, create_app
 from edgead.serve.service import ServeOptions, Service
 from edgead.serve.sources import FrameSource
@@ -71,16 +71,9 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
-    backend: str = "auto"
-    device: str | None = None
-    precision: str = "auto"
     max_upload_bytes: int = MAX_UPLOAD_BYTES
-    search: str = "auto"
-    threshold: float | None = None  # the verdict's threshold instead of the bundle's
-    threads: int | None = None
-    rules: VerdictRules = field(default_factory=VerdictRules)
-    public_key: str | None = None  # run only bundles signed with its private key
-    gray: str = "auto"  # images whose colour channels differ from the training images'
+    # how the bundle runs; with --config, the threads and the public key of every bundle
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
 
 
 def checked_token(settings: ServeSettings) -> str | None:
@@ -133,18 +126,7 @@ def serve(
 ) -> Service:
     """One bundle on one source; runs until SIGINT/SIGTERM; returns the stopped service."""
     token = checked_token(settings)
-    pipeline = Pipeline(
-        bundle,
-        settings.backend,
-        settings.device,
-        settings.precision,
-        settings.search,
-        settings.threshold,
-        settings.threads,
-        settings.rules,
-        settings.public_key,
-        settings.gray,
-    )
+    pipeline = Pipeline(bundle, settings.runtime)
     service = Service.single(pipeline, source, out_dir, options)
     what = f"{pipeline.bundle.root} ({pipeline.describe()}) from {source.name}"
     return _run(service, settings, token, what)
@@ -153,14 +135,14 @@ def serve(
 def build_service(
     config_path: str | Path,
     out_dir: str | Path,
-    threads: int | None = None,
+    runtime: RuntimeSettings | None = None,
     options: ServeOptions | None = None,
-    public_key: str | None = None,
 ) -> Service:
-    """The streams of a config file, each bundle loaded once (all checked before any starts).
+    """The streams of a config file, each bundle loaded once (all checked before any starts);
+    ``runtime`` gives what the file does not (threads, the public key).
 
     Events of stream S go to OUT/S/events."""
-    from edgead.serve.config import load_config, resolve_bundles
+    from edgead.serve.config import bundle_settings, load_config, resolve_bundles
     from edgead.serve.service import BundleRunner, Stream
     from edgead.serve.sources import make_source
 
@@ -209,20 +191,7 @@ def build_service(
     try:
         for name, b in bundles.items():
             try:
-                pipeline = Pipeline(
-                    b.path,
-                    b.backend or rt.backend,
-                    b.device or rt.device,
-                    b.precision or rt.precision,
-                    b.search or rt.search,
-                    b.threshold,
-                    threads,
-                    VerdictRules(
-                        rt.min_region_area if b.min_region_area is None else b.min_region_area,
-                        rt.require_region if b.require_region is None else b.require_region,
-                    ),
-                    public_key,
-                )
+                pipeline = Pipeline(b.path, bundle_settings(b, rt, runtime))
             except EdgeadError as exc:
                 raise EdgeadError(f"{config_path}: bundle {name}: {exc}") from exc
             max_batch = config.batching.max_batch
@@ -257,7 +226,7 @@ def serve_config(
 ) -> Service:
     """Many streams from a config file; runs until SIGINT/SIGTERM; returns the stopped service."""
     token = checked_token(settings)
-    service = build_service(config_path, out_dir, settings.threads, options, settings.public_key)
+    service = build_service(config_path, out_dir, settings.runtime, options)
     what = (
         f"{len(service.streams)} streams on {len(service.runners)} bundles "
         f"({', '.join(r.name for r in service.runners)}) from {config_path}"

@@ -21,10 +21,14 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgead.errors import EdgeadError, ImageDecodeError
+
+if TYPE_CHECKING:
+    from edgead.runtime.settings import RuntimeSettings
 
 OUTPUTS = ("SCORE", "NORMALIZED_SCORE", "ANOMALOUS", "MAP")
 MIN_SIDE = 8  # smaller images are refused: no camera frame is this small
@@ -111,6 +115,19 @@ def threads_for(params: dict[str, str], config: dict, cores: int) -> int:
     return max(1, cores // max(1, cpu_instances))
 
 
+def settings_of(args: dict, params: dict[str, str], threads: int) -> RuntimeSettings:
+    """The RuntimeSettings of the model's ``edgead_*`` parameters and its instance's device."""
+    from edgead.runtime.settings import RuntimeSettings
+
+    return RuntimeSettings(
+        backend=params.get("edgead_backend", "onnxruntime"),
+        device=device_of(args),
+        precision=params.get("edgead_precision", "fp32"),
+        search=params.get("edgead_search", "auto"),
+        threads=threads,
+    )
+
+
 def device_of(args: dict) -> str | None:
     if args.get("model_instance_kind") == "GPU":
         return f"cuda:{args.get('model_instance_device_id', 0)}"
@@ -149,15 +166,7 @@ class BundleModel(_Base):
         params = parameters(args)
         config = json.loads(args["model_config"])
         threads = threads_for(params, config, usable_cores())
-        self.pipeline = Pipeline(
-            bundle_path(args, params),
-            params.get("edgead_backend", "onnxruntime"),
-            device_of(args),
-            params.get("edgead_precision", "fp32"),
-            params.get("edgead_search", "auto"),
-            None,
-            threads,
-        )
+        self.pipeline = Pipeline(bundle_path(args, params), settings_of(args, params, threads))
 
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils
@@ -234,11 +243,10 @@ class ScorerModel(_Base):
         params = parameters(args)
         self.bundle = open_bundle(bundle_path(args, params))
         m = self.bundle.manifest
-        host = m.scorer.params.get("host_search", "faiss")
+        host = m.scorer.host_search
         on_gpu = device_of(args) is not None
-        self.scorer = load_scorer(
-            self.bundle, resolve_search(params.get("edgead_search", "auto"), on_gpu, host)
-        )
+        search = settings_of(args, params, 1).search
+        self.scorer = load_scorer(self.bundle, resolve_search(search, on_gpu, host))
         self.inputs = list(m.graph.output_names)
         self.norm = m.normalization
 

@@ -152,7 +152,7 @@ def test_export_with_reweighting_and_ivfpq(saved_patchcore, synthetic_data, tmp_
         saved_patchcore.model.config.reweight = False
     bundle = export_model(saved_patchcore, tmp_path / "ivfpq", index="ivfpq", nprobe=4)
     m = open_bundle(bundle).manifest
-    assert m.artifact("index").meta["type"] == "IndexIVFPQ" and m.scorer.params["nprobe"] == 4
+    assert m.artifact("index").meta["type"] == "IndexIVFPQ" and m.scorer.params.nprobe == 4
     report = run_parity(bundle, synthetic_data, quiet=True)
     rows = {r.check.split(" (")[0]: r for r in report.rows}
     assert rows["image ROCAUC"].ok, report.table()

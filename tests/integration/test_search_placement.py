@@ -41,7 +41,7 @@ def test_torch_search_scores_like_faiss(fitted, name, synthetic_data):
 def test_reweighting_reads_the_bank_through_either_search(fitted, synthetic_data):
     bundle = open_bundle(fitted.bundle("patchcore"))
     p = bundle.manifest.scorer.params
-    index = read_index(bundle, bundle.manifest.graph.output_shapes[p["output"]][-1])
+    index = read_index(bundle, bundle.manifest.graph.output_shapes[p.output][-1])
     with Pipeline(bundle) as pipe:
         outputs = pipe.backend.infer(
             {
@@ -51,12 +51,12 @@ def test_reweighting_reads_the_bank_through_either_search(fitted, synthetic_data
             }
         )
     scorers = [
-        KnnScorer(FaissSearch(index), p["output"], True, 9),
-        KnnScorer(TorchSearch(index.reconstruct_n(0, index.ntotal), "cpu"), p["output"], True, 9),
+        KnnScorer(FaissSearch(index), p.output, True, 9),
+        KnnScorer(TorchSearch(index.reconstruct_n(0, index.ntotal), "cpu"), p.output, True, 9),
     ]
     a, b = (s.run(outputs) for s in scorers)
     np.testing.assert_allclose(b.image_scores, a.image_scores, rtol=2e-5)
-    plain = KnnScorer(FaissSearch(index), p["output"], False, 9).run(outputs)
+    plain = KnnScorer(FaissSearch(index), p.output, False, 9).run(outputs)
     # Eq. 7's weight, 1 - softmax over the neighbourhood: near 1 at these distances, not 1
     weights = a.image_scores / plain.image_scores
     assert np.all(weights <= 1) and np.any(weights < 1 - 1e-6), weights

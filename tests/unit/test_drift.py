@@ -22,13 +22,18 @@ def reference(n: int = 40, seed: int = 0) -> DriftReference:
 
 
 def test_the_reference_comes_from_the_calibration_record_and_old_bundles_have_none():
-    norm = Normalization(
-        image_threshold=16.0,
-        calibration={"target_frr": 0.01, "scores": [9.0, 10.0, 11.0]},
-    )
+    import dataclasses
+
+    from edgead.metrics.calibration import calibration_record
+
+    record = calibration_record([9.0, 10.0, 11.0], [1.0, 2.0, 3.0], [0.0] * 3, 0.01, "good/")
+    norm = Normalization(image_threshold=16.0, calibration=record)
     ref = DriftReference.from_normalization(norm)
     assert ref.scores == (9.0, 10.0, 11.0) and ref.threshold == 16.0 and ref.median == 10.0
-    old = Normalization(image_threshold=16.0, calibration={"target_frr": 0.01})
+    # a record written before the reference scores were kept reads back without them
+    written = dataclasses.replace(record, scores=[]).to_dict()
+    del written["scores"]
+    old = Normalization(image_threshold=16.0, calibration=written)
     assert DriftReference.from_normalization(old) is None
     monitor = DriftMonitor.for_normalization(old)
     assert not monitor.enabled and monitor.add(20.0, True) is None

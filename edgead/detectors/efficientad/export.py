@@ -11,6 +11,7 @@ import numpy as np
 from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
+from edgead.bundle.scorer_params import EfficientAdParams, PuadParams
 from edgead.components.saved import SavedModel
 from edgead.detectors.efficientad.model import EfficientAdGraph, output_names
 from edgead.export.common import export_bundle
@@ -27,7 +28,7 @@ def export(
     config = model.config
 
     def write_artifacts(writer: BundleWriter) -> ScorerSpec:
-        params: dict = {"score": "ead_score", "map": "anomaly_map", "puad": None}
+        puad = None
         if config.puad:
             stats = model.puad_stats.numpy()
             np.savez(
@@ -38,20 +39,20 @@ def export(
             writer.add(
                 "puad.npz", role=roles.STATISTICS, fmt="npz", precision="fp64", dim=model.pooled_dim
             )
-            params["puad"] = {
-                "output": "pooled",
-                "feature": config.puad_feature,
-                "dim": model.pooled_dim,
-                "weight": config.puad_weight,
-                "ead_mean": float(stats[0]),
-                "ead_std": float(stats[1]),
-                "mahalanobis_mean": float(stats[2]),
-                "mahalanobis_std": float(stats[3]),
-                "form": "score = (ead - ead_mean) / ead_std + weight * (d - mean) / std, "
+            puad = PuadParams(
+                output="pooled",
+                feature=config.puad_feature,
+                dim=model.pooled_dim,
+                weight=float(config.puad_weight),
+                ead_mean=float(stats[0]),
+                ead_std=float(stats[1]),
+                mahalanobis_mean=float(stats[2]),
+                mahalanobis_std=float(stats[3]),
+                form="score = (ead - ead_mean) / ead_std + weight * (d - mean) / std, "
                 "d = ||W (pooled - mean)||, W = inverse Cholesky factor of the Ledoit-Wolf "
                 "covariance (float64)",
-            }
-        return ScorerSpec("efficientad", params)
+            )
+        return ScorerSpec("efficientad", EfficientAdParams("ead_score", "anomaly_map", puad))
 
     return export_bundle(
         saved,

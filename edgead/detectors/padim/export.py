@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
+from edgead.bundle.scorer_params import GaussianParams
 from edgead.components.saved import SavedModel
 from edgead.detectors.padim.model import statistics_bytes
 from edgead.export.common import export_bundle
@@ -32,7 +34,7 @@ def export(
         )
         writer.add(
             "statistics.npz",
-            role="statistics",
+            role=roles.STATISTICS,
             fmt="npz",
             precision="fp32",
             positions=positions,
@@ -40,13 +42,13 @@ def export(
         )
         return ScorerSpec(
             "gaussian",
-            {
-                "output": "embedding",
-                "positions": positions,
-                "dim": d,
-                "form": "whitening factor W = inverse Cholesky factor; distance = ||W (x - mean)||",
-                "memory_bytes": statistics_bytes(positions, d),
-            },
+            GaussianParams(
+                output="embedding",
+                positions=positions,
+                dim=d,
+                memory_bytes=statistics_bytes(positions, d),
+                form="whitening factor W = inverse Cholesky factor; distance = ||W (x - mean)||",
+            ),
         )
 
     return export_bundle(

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ParityTolerance, ScorerSpec
+from edgead.bundle.scorer_params import KnnParams, PatchScoresParams
 from edgead.components.saved import SavedModel
 from edgead.errors import EdgeadError
 from edgead.export import search_choice
@@ -128,18 +130,18 @@ def export(
             graph,
         )
         write_index(faiss_index, writer.path("memory_bank.faiss"))
-        writer.add("memory_bank.faiss", role="index", fmt="faiss", precision="fp32", **meta)
-        params = {
-            "output": "embedding",
-            "reweight": cfg.reweight,
-            "neighbors": cfg.reweight_neighbors,
-            "metric": "l2",
-            **search_params,
-        }
-        if kind == "ivfpq":
-            params["nprobe"] = nprobe
-        if measured is not None:
-            params["search_choice"] = {k: measured[k] for k in ("chosen", "measured_on")}
+        writer.add("memory_bank.faiss", role=roles.INDEX, fmt="faiss", precision="fp32", **meta)
+        params = KnnParams(
+            output="embedding",
+            reweight=cfg.reweight,
+            neighbors=cfg.reweight_neighbors,
+            host_search=search_params["host_search"],
+            ef_search=search_params.get("ef_search"),
+            nprobe=nprobe if kind == "ivfpq" else None,
+            search_choice=(
+                None if measured is None else {k: measured[k] for k in ("chosen", "measured_on")}
+            ),
+        )
         return ScorerSpec("knn", params)
 
     # approximate search moves the scores; the ranking (ROCAUC) must still hold
@@ -173,8 +175,7 @@ def export_graph_search(
 
     def write_artifacts(writer: BundleWriter) -> ScorerSpec:
         return ScorerSpec(
-            "patch_scores",
-            {"output": "patch_scores", "search": "in-graph exact", "memory_bank": list(bank.shape)},
+            "patch_scores", PatchScoresParams("patch_scores", memory_bank=tuple(bank.shape))
         )
 
     return export_bundle(

@@ -11,6 +11,7 @@ import numpy as np
 from edgead.bundle import roles
 from edgead.bundle.io import BundleWriter
 from edgead.bundle.manifest import ScorerSpec
+from edgead.bundle.scorer_params import SpadeParams
 from edgead.components.saved import SavedModel
 from edgead.detectors.spade.model import output_names
 from edgead.export.common import export_bundle
@@ -31,7 +32,7 @@ def export(
     def write_artifacts(writer: BundleWriter) -> ScorerSpec:
         index, meta = build_index(model.train_pooled.numpy(), "flat")
         write_index(index, writer.path("train_pooled.faiss"))
-        writer.add("train_pooled.faiss", role="index", fmt="faiss", precision="fp32", **meta)
+        writer.add("train_pooled.faiss", role=roles.INDEX, fmt="faiss", precision="fp32", **meta)
         for i in range(model.n_layers):
             np.save(writer.path(f"gallery_{i}.npy"), model.gallery(i).numpy())
             writer.add(
@@ -44,14 +45,14 @@ def export(
             )
         return ScorerSpec(
             "spade",
-            {
-                "outputs": names[:-1],
-                "pooled": "pooled",
-                "k": cfg.k,
-                "gallery_k": cfg.gallery_k,
-                "layers": list(cfg.layers),
-                "pooled_layer": cfg.pooled_layer,
-            },
+            SpadeParams(
+                outputs=tuple(names[:-1]),
+                pooled="pooled",
+                k=cfg.k,
+                gallery_k=cfg.gallery_k,
+                layers=tuple(cfg.layers),
+                pooled_layer=cfg.pooled_layer,
+            ),
         )
 
     return export_bundle(

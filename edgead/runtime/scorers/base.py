@@ -5,12 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from edgead.bundle import roles
 from edgead.bundle.io import Bundle
 from edgead.errors import BundleError
+
+P = TypeVar("P")
 
 
 @dataclass
@@ -32,7 +35,7 @@ class Scorer(ABC):
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput: ...
 
 
-def read_index(bundle: Bundle, dim: int, role: str = "index") -> Any:
+def read_index(bundle: Bundle, dim: int, role: str = roles.INDEX) -> Any:
     """The bundle's faiss index, checked against the feature dimension it will be searched with."""
     import faiss
 
@@ -44,6 +47,17 @@ def read_index(bundle: Bundle, dim: int, role: str = "index") -> Any:
     if index.d != dim:
         raise BundleError(f"{path}: index dimension {index.d} != graph output dimension {dim}")
     return index
+
+
+def params_of(bundle: Bundle, cls: type[P]) -> P:
+    """The manifest's scorer params as ``cls`` (what the scorer of that kind reads)."""
+    params = bundle.manifest.scorer.params
+    if not isinstance(params, cls):
+        raise BundleError(
+            f"{bundle.root}: scorer {bundle.manifest.scorer.kind!r} has params of type "
+            f"{type(params).__name__}, expected {cls.__name__}; re-export the bundle"
+        )
+    return params
 
 
 SCORERS: dict[str, Callable[[Bundle, str], Scorer]] = {}

@@ -7,23 +7,26 @@ import numpy as np
 
 from edgead.bundle import roles
 from edgead.bundle.io import Bundle
+from edgead.bundle.scorer_params import EfficientAdParams
 from edgead.errors import BundleError
-from edgead.runtime.scorers.base import Scorer, ScorerOutput, register_scorer
+from edgead.runtime.scorers.base import Scorer, ScorerOutput, params_of, register_scorer
 from edgead.threads import blas
 
 
 @register_scorer("efficientad")
 class EfficientAdScorer(Scorer):
-    def __init__(self, params: dict, mean: np.ndarray | None, whitening: np.ndarray | None):
+    def __init__(
+        self, params: EfficientAdParams, mean: np.ndarray | None, whitening: np.ndarray | None
+    ):
         self.params = params
         self.mean = mean
         self.whitening = whitening
 
     @classmethod
     def load(cls, bundle: Bundle, search: str = "faiss") -> EfficientAdScorer:
-        params = bundle.manifest.scorer.params
-        puad = params.get("puad")
-        if not puad:
+        params = params_of(bundle, EfficientAdParams)
+        puad = params.puad
+        if puad is None:
             return cls(params, None, None)
         path = bundle.path(roles.STATISTICS)
         try:
@@ -31,7 +34,7 @@ class EfficientAdScorer(Scorer):
                 mean, whitening = stats["mean"], stats["whitening"]
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{path}: unreadable PUAD statistics ({exc})") from exc
-        d = int(puad["dim"])
+        d = puad.dim
         if mean.shape != (d,) or whitening.shape != (d, d):
             raise BundleError(
                 f"{path}: PUAD statistics of shapes {mean.shape}, {whitening.shape}; "
@@ -49,12 +52,12 @@ class EfficientAdScorer(Scorer):
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
         p = self.params
-        amap = np.asarray(outputs[p["map"]], np.float32)
-        score = np.asarray(outputs[p["score"]], np.float64)
-        puad = p.get("puad")
-        if puad:
-            d = self.mahalanobis(outputs[puad["output"]])
-            score = (score - puad["ead_mean"]) / puad["ead_std"] + puad["weight"] * (
-                d - puad["mahalanobis_mean"]
-            ) / puad["mahalanobis_std"]
+        amap = np.asarray(outputs[p.map], np.float32)
+        score = np.asarray(outputs[p.score], np.float64)
+        puad = p.puad
+        if puad is not None:
+            d = self.mahalanobis(outputs[puad.output])
+            score = (score - puad.ead_mean) / puad.ead_std + puad.weight * (
+                d - puad.mahalanobis_mean
+            ) / puad.mahalanobis_std
         return ScorerOutput(amap, score.astype(np.float32))

@@ -6,9 +6,10 @@ import numpy as np
 
 from edgead.bundle import roles
 from edgead.bundle.io import Bundle
+from edgead.bundle.scorer_params import GaussianParams
 from edgead.errors import BundleError
 from edgead.runtime.memory import available_bytes, human
-from edgead.runtime.scorers.base import Scorer, ScorerOutput, register_scorer
+from edgead.runtime.scorers.base import Scorer, ScorerOutput, params_of, register_scorer
 
 
 @register_scorer("gaussian")
@@ -22,9 +23,9 @@ class GaussianScorer(Scorer):
 
     @classmethod
     def load(cls, bundle: Bundle, search: str = "faiss") -> GaussianScorer:
-        p = bundle.manifest.scorer.params
+        p = params_of(bundle, GaussianParams)
         path = bundle.path(roles.STATISTICS)
-        need = int(p["memory_bytes"])
+        need = p.memory_bytes
         free = available_bytes()
         if free is not None and need > 0.9 * free:
             raise BundleError(
@@ -37,13 +38,13 @@ class GaussianScorer(Scorer):
                 mean, whitening = stats["mean"], stats["whitening"]
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{path}: unreadable statistics ({exc})") from exc
-        _, h, w, d = bundle.manifest.graph.output_shapes[p["output"]]
+        _, h, w, d = bundle.manifest.graph.output_shapes[p.output]
         if mean.shape != (h * w, d) or whitening.shape != (h * w, d, d):
             raise BundleError(
                 f"{path}: statistics have shapes mean {mean.shape}, whitening {whitening.shape}; "
                 f"the graph's {h}x{w} grid of dim {d} needs {(h * w, d)} and {(h * w, d, d)}"
             )
-        return cls(mean.astype(np.float32), whitening.astype(np.float32), p["output"])
+        return cls(mean.astype(np.float32), whitening.astype(np.float32), p.output)
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
         emb = outputs[self.output]

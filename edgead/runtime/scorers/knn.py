@@ -6,7 +6,14 @@ import faiss
 import numpy as np
 
 from edgead.bundle.io import Bundle
-from edgead.runtime.scorers.base import Scorer, ScorerOutput, read_index, register_scorer
+from edgead.bundle.scorer_params import KnnParams
+from edgead.runtime.scorers.base import (
+    Scorer,
+    ScorerOutput,
+    params_of,
+    read_index,
+    register_scorer,
+)
 from edgead.runtime.search import NearestSearch, make_search
 
 
@@ -28,18 +35,13 @@ class KnnScorer(Scorer):
 
     @classmethod
     def load(cls, bundle: Bundle, search: str = "faiss") -> KnnScorer:
-        p = bundle.manifest.scorer.params
-        index = read_index(bundle, bundle.manifest.graph.output_shapes[p["output"]][-1])
-        if "nprobe" in p:
-            faiss.extract_index_ivf(index).nprobe = int(p["nprobe"])
-        if "ef_search" in p:  # HNSW: as export measured it (recall against exact search)
-            faiss.downcast_index(index).hnsw.efSearch = int(p["ef_search"])
-        return cls(
-            make_search(search, index),
-            p["output"],
-            bool(p.get("reweight", False)),
-            int(p.get("neighbors", 9)),
-        )
+        p = params_of(bundle, KnnParams)
+        index = read_index(bundle, bundle.manifest.graph.output_shapes[p.output][-1])
+        if p.nprobe is not None:
+            faiss.extract_index_ivf(index).nprobe = p.nprobe
+        if p.ef_search is not None:  # HNSW: as export measured it (recall against exact search)
+            faiss.downcast_index(index).hnsw.efSearch = p.ef_search
+        return cls(make_search(search, index), p.output, p.reweight, p.neighbors)
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
         emb = outputs[self.output]  # (B, h, w, D), channels last

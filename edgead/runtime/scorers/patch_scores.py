@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgead.bundle.io import Bundle
-from edgead.runtime.scorers.base import Scorer, ScorerOutput, register_scorer
+from edgead.bundle.scorer_params import PatchScoresParams
+from edgead.runtime.scorers.base import Scorer, ScorerOutput, params_of, register_scorer
 
 
 @register_scorer("patch_scores")
@@ -15,7 +16,7 @@ class PatchScoresScorer(Scorer):
 
     @classmethod
     def load(cls, bundle: Bundle, search: str = "faiss") -> PatchScoresScorer:
-        return cls(bundle.manifest.scorer.params["output"])
+        return cls(params_of(bundle, PatchScoresParams).output)
 
     def run(self, outputs: dict[str, np.ndarray]) -> ScorerOutput:
         patch = np.asarray(outputs[self.output], np.float32)

@@ -10,8 +10,15 @@ import numpy as np
 
 from edgead.bundle import roles
 from edgead.bundle.io import Bundle
+from edgead.bundle.scorer_params import SpadeParams
 from edgead.errors import BundleError
-from edgead.runtime.scorers.base import Scorer, ScorerOutput, read_index, register_scorer
+from edgead.runtime.scorers.base import (
+    Scorer,
+    ScorerOutput,
+    params_of,
+    read_index,
+    register_scorer,
+)
 from edgead.runtime.search import NearestSearch, SubsetKnn, make_search
 
 
@@ -39,11 +46,11 @@ class SpadeScorer(Scorer):
 
     @classmethod
     def load(cls, bundle: Bundle, search: str = "faiss") -> SpadeScorer:
-        p = bundle.manifest.scorer.params
+        p = params_of(bundle, SpadeParams)
         shapes = bundle.manifest.graph.output_shapes
-        index = read_index(bundle, shapes[p["pooled"]][-1])
+        index = read_index(bundle, shapes[p.pooled][-1])
         galleries = []
-        for i, name in enumerate(p["outputs"]):
+        for i, name in enumerate(p.outputs):
             path = bundle.path(roles.gallery(i))
             try:  # memory-mapped: pages load on demand, only the K neighbours' are touched
                 gallery = np.load(path, mmap_mode="r")
@@ -63,10 +70,10 @@ class SpadeScorer(Scorer):
         return cls(
             make_search(search, index),
             [subset.hold(g) for g in galleries],
-            p["outputs"],
-            p["pooled"],
-            int(p["k"]),
-            int(p["gallery_k"]),
+            list(p.outputs),
+            p.pooled,
+            p.k,
+            p.gallery_k,
             subset,
         )
 
