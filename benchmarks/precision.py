@@ -88,8 +88,10 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         if r.get("unavailable"):
             gate = r.get("int8_gate") or {}
             why = gate.get("message", r["unavailable"])
-            # the first failed check of the gate, as quantize said it
-            reason = why.split("is not written: ")[-1].split(";")[0]
+            # the first check the gate failed on this backend, as quantize said it
+            parts = why.split("is not written: ")[-1].split(" | ")
+            mine = [p for p in parts if p.startswith(f"{backend}: ")]
+            reason = (mine or parts)[0].split(";")[0]
             if gate.get("passed", True):  # written, but its gate failed on this backend
                 failed = (gate.get("backends") or {}).get(backend, {}).get("failed") or []
                 reason = failed[0] if failed else r["unavailable"].split(": ", 1)[-1]

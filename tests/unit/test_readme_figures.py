@@ -67,6 +67,7 @@ def test_the_holdout_figures_quoted_are_the_benchmarks():
         "sinks.json",
         "coreset_scale.jsonl",
         "coreset_chunks_rocauc.jsonl",
+        "precision.jsonl",
     ],
 )
 def test_every_results_file_is_named_in_the_docs(name):
@@ -106,3 +107,16 @@ def test_the_sinks_table_is_the_benchmarks_latest_results():
             assert row["runs, ms"] == ", ".join(f"{x:.2f}" for x in res["cpu_ms_runs"])
             assert row["delivered"] == str(res["delivered"])
     assert results["context"]["date"] in docs_text()
+
+
+def test_the_precision_table_is_the_benchmarks_latest_results():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "precision_benchmark", REPO / "benchmarks" / "precision.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [json.loads(line) for line in (RESULTS / "precision.jsonl").read_text().splitlines()]
+    expected = [dict(zip(module.HEADERS, r, strict=True)) for r in module.table_rows(rows)]
+    assert readme_table("detector", "vs onnxruntime fp32") == expected
