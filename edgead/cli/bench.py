@@ -70,7 +70,8 @@ def bench(
     if len(backend) > 1 or len(precision) > 1:
         from edgead.runtime.compare import run_compare
 
-        settings = runtime_settings(ctx, device=device, search=search, threshold=threshold)
+        # each configuration replaces backend and precision
+        settings = runtime_settings(ctx, backend="auto", precision="auto")
         compared = run_compare(bundle, backend, precision, data, settings, warmup, iterations)
         _emit(compared, fmt, out)
         return
@@ -80,14 +81,7 @@ def bench(
         sizes = tuple(int(b) for b in batches.split(",") if b)
     except ValueError as exc:
         raise click.BadParameter(f"--batch {batches!r}: expected e.g. 1,16,64") from exc
-    settings = runtime_settings(
-        ctx,
-        backend=backend,
-        device=device,
-        precision=precision,
-        search=search,
-        threshold=threshold,
-    )
+    settings = runtime_settings(ctx, backend=backend, precision=precision)
     report = run_bench(bundle, data, sizes, settings, warmup, iterations)
     _emit(report, fmt, out)
 

@@ -66,9 +66,7 @@ def calibrate(
     check_confidence(confidence)
     if out is not None and Path(out).exists() and not overwrite:
         raise EdgeadError(f"{out}: already exists; pass --overwrite to replace it")
-    settings = runtime_settings(
-        ctx, backend=backend, device=device, precision=precision, search=search
-    )
+    settings = runtime_settings(ctx)
     target, record = calibrate_bundle(bundle, good_dirs, target_frr, out, settings, confidence)
     m = open_bundle(target).manifest
     for skipped in record.skipped:

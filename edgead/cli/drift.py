@@ -95,25 +95,13 @@ def drift(
     from edgead.data.datasets import folder_samples
     from edgead.runtime import Failure, Pipeline
     from edgead.runtime.drift import DriftMonitor
-    from edgead.runtime.regions import VerdictRules
 
     root = Path(images)
     paths = [root] if root.is_file() else [s.path for s in folder_samples(root)]
     if not paths:
         raise EdgeadError(f"{images}: no images found")
     settings = ctx.obj["drift"]
-    rules = VerdictRules(min_region_area, require_region)
-    runtime = runtime_settings(
-        ctx,
-        backend=backend,
-        device=device,
-        precision=precision,
-        search=search,
-        threshold=threshold,
-        rules=rules,
-        public_key=public_key,
-        gray=gray,
-    )
+    runtime = runtime_settings(ctx)
     with Pipeline(bundle, runtime) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, settings)
         if not monitor.enabled:

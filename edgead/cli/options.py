@@ -265,7 +265,19 @@ def compare_options(f: Callable) -> Callable:
     )
 
 
+# the verbs' parameters that are RuntimeSettings fields under the same name
+_SETTINGS_PARAMS = ("backend", "device", "precision", "search", "threshold", "gray", "public_key")
+
+
 def runtime_settings(ctx: click.Context, **fields: Any) -> RuntimeSettings:
-    """The RuntimeSettings a verb's options name (``--threads`` is read from the context,
-    where the group or the verb put it)."""
-    return RuntimeSettings(threads=(ctx.obj or {}).get("threads"), **fields)
+    """The RuntimeSettings of the verb's options (``ctx.params``): backend, device, precision,
+    search, threshold, gray policy, public key, the region rules, and ``--threads`` from the
+    context (the group or the verb put it there); ``fields`` replace or add to them."""
+    given = {k: ctx.params[k] for k in _SETTINGS_PARAMS if k in ctx.params}
+    if "min_region_area" in ctx.params:
+        from edgead.runtime.regions import VerdictRules
+
+        given["rules"] = VerdictRules(
+            ctx.params["min_region_area"], ctx.params.get("require_region", False)
+        )
+    return RuntimeSettings(threads=(ctx.obj or {}).get("threads"), **{**given, **fields})

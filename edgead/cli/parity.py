@@ -45,15 +45,7 @@ def parity(
     from edgead.runtime.parity import run_parity
 
     try:
-        settings = runtime_settings(
-            ctx,
-            backend=backend,
-            device=device,
-            precision=precision,
-            search=search,
-            threshold=threshold,
-            batch=batch,
-        )
+        settings = runtime_settings(ctx, batch=batch)
         report = run_parity(bundle, data, settings, ctx.obj["quiet"])
     except DataMismatchError as exc:
         click.echo(f"parity not run: {exc}", err=True)

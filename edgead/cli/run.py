@@ -76,7 +76,6 @@ def run(
     from edgead.runtime import Failure, Pipeline
     from edgead.runtime.drift import DriftMonitor
     from edgead.runtime.postprocess import overlay
-    from edgead.runtime.regions import VerdictRules
     from edgead.runtime.timing import LatencyStats
 
     root = Path(images)
@@ -92,18 +91,7 @@ def run(
     verdicts: dict[str, int] = {}
     base = root.resolve() if root.is_dir() else root.resolve().parent
     # the bundle opens (and is verified) before anything is written
-    rules = VerdictRules(min_region_area, require_region)
-    runtime = runtime_settings(
-        ctx,
-        backend=backend,
-        device=device,
-        precision=precision,
-        search=search,
-        threshold=threshold,
-        rules=rules,
-        public_key=public_key,
-        gray=gray,
-    )
+    runtime = runtime_settings(ctx)
     with Pipeline(bundle, runtime) as pipeline:
         monitor = DriftMonitor.for_normalization(pipeline.normalization, ctx.obj["drift"])
         first_alarm = None

@@ -177,7 +177,6 @@ def serve(
     """Score a camera, video, stream or folder with BUNDLE behind a live web page and API;
     or, with --config, many sources with several bundles in one server."""
     try:
-        from edgead.runtime.regions import VerdictRules
         from edgead.serve.gates import flag_gate
         from edgead.serve.server import ServeSettings, serve_config
         from edgead.serve.server import serve as run_server
@@ -214,17 +213,7 @@ def serve(
         port,
         token,
         max_upload_bytes=max_upload_mb << 20,
-        runtime=runtime_settings(
-            ctx,
-            backend=backend,
-            device=device,
-            precision=precision,
-            search=search,
-            threshold=threshold,
-            rules=VerdictRules(min_region_area, require_region),
-            public_key=public_key,
-            gray=gray,
-        ),
+        runtime=runtime_settings(ctx),
     )
     options = ServeOptions(
         queue_size=queue_size,

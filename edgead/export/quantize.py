@@ -204,10 +204,10 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
             report = run_parity(
                 writer.staging,
                 data,
-                backend,
-                precision="int8",
-                batch_size=settings.batch_size,
                 quiet=True,
+                backend=backend,
+                precision="int8",
+                batch=settings.batch_size,
                 threads=settings.threads,
             )
             gate[backend] = {

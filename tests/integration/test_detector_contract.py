@@ -76,7 +76,7 @@ def test_runtime_matches_pytorch_per_image(fitted, name, synthetic_data):
     paths = sorted((synthetic_data / "test" / "missing").glob("*.png"))[:2]
     images = [read_image(p) for p in paths]
     # FP32 against the FP32 model (`auto` may run an FP16 graph the export measured faster)
-    with Pipeline(fitted.bundle(name), "onnxruntime", precision="fp32") as pipe:
+    with Pipeline(fitted.bundle(name), backend="onnxruntime", precision="fp32") as pipe:
         preds = pipe.predict(images)
         batch = torch.from_numpy(np.stack([preprocess(i, pipe.spec) for i in images]))
     ref = fitted.model(name).model(batch)

@@ -108,7 +108,11 @@ def test_engine_parity_on_gpu(engine_bundles, name, synthetic_data):
 
     for precision in ("fp32", "fp16"):
         report = run_parity(
-            engine_bundles[name], synthetic_data, "tensorrt", quiet=True, precision=precision
+            engine_bundles[name],
+            synthetic_data,
+            backend="tensorrt",
+            quiet=True,
+            precision=precision,
         )
         assert report.passed, report.table()
 

@@ -83,7 +83,7 @@ def test_bad_rates_are_refused_before_fitting(synthetic_data, tmp_path):
 
 def test_threshold_comes_from_held_out_good_images(fitted):
     norm = fitted.model("patchcore").evaluation.normalization
-    cal = norm.calibration
+    cal = norm.calibration.to_dict()
     assert cal["source"].startswith("2 images of train/good held out") and cal["target_frr"] == 0.01
     assert norm.image_threshold == cal["image"]["value"]
     # 2 held-out images: too few for a bound; the point estimate, said as such, with its bound

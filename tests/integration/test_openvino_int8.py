@@ -37,22 +37,24 @@ def test_openvino_scores_like_onnxruntime_and_refuses_unknown_devices(fitted, sy
 
     bundle = fitted.bundle("patchcore")
     images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:4]]
-    with Pipeline(bundle, "openvino") as v, Pipeline(bundle) as o:
+    with Pipeline(bundle, backend="openvino") as v, Pipeline(bundle) as o:
         a, b = v.predict(images), o.predict(images)
     np.testing.assert_allclose([p.image_score for p in a], [p.image_score for p in b], rtol=1e-4)
     with pytest.raises(BackendError, match="no device 'NPU' here; available: CPU"):
-        Pipeline(bundle, "openvino", device="npu")
+        Pipeline(bundle, backend="openvino", device="npu")
 
 
 @pytest.fixture(scope="module")
 def quantized(fitted, synthetic_data, tmp_path_factory):
     """The PatchCore bundle with an INT8 graph gated on onnxruntime only. The toy model's
-    four defect images make AUPRO and ranks coarse: the gate is held to the tolerances this
-    bundle's manifest sets (1 point, rho >= 0.95), which also shows that it reads them."""
+    four defect images make AUPRO and ranks coarse, and INT8 arithmetic differs between CPUs
+    (on a 2-core AVX2 EPYC without VNNI image ROCAUC went 100 -> 98.6, AUPRO -1.3): the gate is
+    held to the tolerances this bundle's manifest sets (3 points, rho >= 0.95), which also
+    shows that it reads them."""
     root = tmp_path_factory.mktemp("int8") / "patchcore"
     shutil.copytree(fitted.bundle("patchcore"), root)
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["parity"] |= {"int8_rocauc_points": 1.0, "int8_rank": 0.95}
+    manifest["parity"] |= {"int8_rocauc_points": 3.0, "int8_rank": 0.95}
     rewrite_manifest(root / "manifest.json", manifest)
     meta = add_int8_graph(root, synthetic_data, Int8Settings(images=8, backends=("onnxruntime",)))
     return root, meta
@@ -81,7 +83,7 @@ def test_int8_graph_is_added_with_its_calibration_and_gate(quantized, synthetic_
 def test_int8_runs_only_on_the_backends_it_was_gated_on(quantized):
     root, _ = quantized
     with pytest.raises(BundleError, match="passed its parity gate on onnxruntime only"):
-        Pipeline(root, "openvino", precision="int8")
+        Pipeline(root, backend="openvino", precision="int8")
 
 
 def test_int8_parity_without_data_cannot_pass(quantized):
@@ -228,9 +230,9 @@ def test_a_graph_that_fails_on_one_backend_is_kept_for_the_others(
 
     real = parity.run_parity
 
-    def openvino_fails(bundle, data, backend, **kw):
-        report = real(bundle, data, backend, **kw)
-        if backend == "openvino":
+    def openvino_fails(bundle, data, *args, **kw):
+        report = real(bundle, data, *args, **kw)
+        if kw.get("backend") == "openvino":
             report.rows.append(parity._row("image ROCAUC", 90.0, 50.0, 0.5, "points", True))
         return report
 
@@ -238,16 +240,16 @@ def test_a_graph_that_fails_on_one_backend_is_kept_for_the_others(
     root = tmp_path / "patchcore"
     shutil.copytree(fitted.bundle("patchcore"), root)
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["parity"] |= {"int8_rocauc_points": 1.0, "int8_rank": 0.95}
+    manifest["parity"] |= {"int8_rocauc_points": 3.0, "int8_rank": 0.95}
     rewrite_manifest(root / "manifest.json", manifest)
     meta = add_int8_graph(root, synthetic_data, Int8Settings(images=8))
     assert meta["gate"]["onnxruntime"]["passed"] and not meta["gate"]["openvino"]["passed"]
     assert any("image ROCAUC: " in f for f in meta["gate"]["openvino"]["failed"])
     assert meta["gated_on"]["isa"] == instruction_sets()
-    with Pipeline(root, "onnxruntime", precision="int8"):
+    with Pipeline(root, backend="onnxruntime", precision="int8"):
         pass
     with pytest.raises(BundleError, match="passed its parity gate on onnxruntime only"):
-        Pipeline(root, "openvino", precision="int8")
+        Pipeline(root, backend="openvino", precision="int8")
     from click.testing import CliRunner
 
     from edgead.cli import main
@@ -266,7 +268,7 @@ def test_int8_on_a_cpu_with_other_instruction_sets_is_said(quantized, monkeypatc
     here = meta["gated_on"]["isa"]
     other = [f for f in ("avx2", "avx512f", "avx512_vnni") if f not in here] or ["amx_int8"]
     monkeypatch.setattr(choice, "instruction_sets", lambda: other)
-    with caplog.at_level("WARNING"), Pipeline(root, "onnxruntime", precision="int8"):
+    with caplog.at_level("WARNING"), Pipeline(root, backend="onnxruntime", precision="int8"):
         pass
     assert "the INT8 graph held parity on" in caplog.text
     assert f"edgead parity {root} DATA --backend onnxruntime --precision int8" in caplog.text

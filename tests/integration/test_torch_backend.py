@@ -44,7 +44,7 @@ def test_torch_and_onnxruntime_agree_image_by_image(torch_bundles, synthetic_dat
 
     images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:4]]
     with (
-        Pipeline(torch_bundles["patchcore"], "torch", "cpu") as t,
+        Pipeline(torch_bundles["patchcore"], backend="torch", device="cpu") as t,
         Pipeline(torch_bundles["patchcore"]) as o,
     ):
         a, b = t.predict(images), o.predict(images)
@@ -60,7 +60,9 @@ def test_fp16_program_runs_on_the_cpu_and_scores_like_onnxruntime_fp16(
         torch_bundles["patchcore"], synthetic_data, backend="torch", device="cpu", precision="fp16"
     )
     assert report.passed, report.table()
-    with Pipeline(torch_bundles["patchcore"], "torch", "cpu", precision="fp16") as pipe:
+    with Pipeline(
+        torch_bundles["patchcore"], backend="torch", device="cpu", precision="fp16"
+    ) as pipe:
         assert not pipe.backend.autocast
         assert pipe.backend.path.name == "backbone_fp16.pt2"
 
@@ -82,7 +84,7 @@ def fp32_program_only(torch_bundles, tmp_path_factory):
 
 def test_autocast_fallback_on_the_cpu_is_refused_not_run_as_fp32(fp32_program_only):
     with pytest.raises(BackendError, match="autocast FP16 runs on CUDA only"):
-        Pipeline(fp32_program_only, "torch", "cpu", precision="fp16")
+        Pipeline(fp32_program_only, backend="torch", device="cpu", precision="fp16")
 
 
 def test_autocast_runs_programs_that_cast_to_fp32():
@@ -127,7 +129,7 @@ def test_in_graph_search_program_passes_parity_on_the_cpu(
 
 def test_bundle_without_the_program_says_how_to_add_it(fitted):
     with pytest.raises(BundleError, match="--torch-graph"):
-        Pipeline(fitted.bundle("padim"), "torch", "cpu")
+        Pipeline(fitted.bundle("padim"), backend="torch", device="cpu")
 
 
 def fp16_rows_pass(report) -> None:
