@@ -143,28 +143,14 @@ class CalibrationRecord:
     runs: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict:
-        d: dict[str, Any] = {
-            "source": self.source,
-            "target_frr": self.target_frr,
-            "confidence": self.confidence,
-            "image": self.image.to_dict(),
-            "pixel": self.pixel.to_dict(),
-            "image_min": self.image_min,
-            "image_max": self.image_max,
-            "pixel_min": self.pixel_min,
-            "pixel_max": self.pixel_max,
-            "skipped": list(self.skipped),
-            "scores": list(self.scores),
-        }
-        if self.confidence is None:
-            del d["confidence"]
+        """As the manifest writes it: fields that are None left out, the parts with what they
+        derive (a threshold's basis, the verdicts' rates, the F1 threshold's note)."""
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        d["image"], d["pixel"] = self.image.to_dict(), self.pixel.to_dict()
         if self.test is not None:
             d["test"] = self.test.to_dict()
         if self.f1_optimal is not None:
             d["f1_optimal"] = {"note": F1_NOTE, **self.f1_optimal.to_dict()}
-        for name in ("backend", "left_out_fitted", "runs"):
-            if getattr(self, name) is not None:
-                d[name] = getattr(self, name)
         return d
 
     @classmethod

@@ -1,9 +1,8 @@
 """The scorer's parameters, one frozen dataclass per scorer kind (``manifest.scorer.params``).
 
 Export writes one of these; the runtime scorer of the same kind reads it back typed. Reading
-checks every key and type and names the one that is wrong; keys that older bundles wrote and
-that carry nothing the runtime needs are accepted (``LEGACY``). A scorer kind registered by a
-plugin without a params class keeps its params as a plain dict.
+checks every key and type and names the one that is wrong. A scorer kind registered by a
+plugin (edgead.runtime.scorers.register_scorer) keeps its params as a plain dict.
 """
 
 from __future__ import annotations
@@ -99,16 +98,6 @@ PARAMS: dict[str, type] = {
     "efficientad": EfficientAdParams,
 }
 
-# keys older bundles wrote that the runtime never read: accepted and dropped on reading
-LEGACY: dict[str, frozenset[str]] = {}
-
-
-def register_params(kind: str, cls: type) -> None:
-    """The params dataclass of a scorer kind added by a plugin."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls!r}: a scorer's params must be a dataclass")
-    PARAMS[kind] = cls
-
 
 def params_to_dict(params: Any) -> dict[str, Any]:
     """The params as the manifest writes them (tuples as lists, None fields left out)."""
@@ -132,4 +121,4 @@ def params_from_dict(kind: str, data: Any, where: str = "scorer.params") -> Any:
     cls = PARAMS.get(kind)
     if cls is None:  # a kind this edgead does not know: the scorer lookup says so
         return dict(data) if isinstance(data, dict) else data
-    return build(cls, data, where, LEGACY.get(kind, frozenset()))
+    return build(cls, data, where)

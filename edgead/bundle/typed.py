@@ -1,8 +1,9 @@
 """Dataclasses read back from the manifest's JSON, checked against their type hints.
 
-Hand-written rather than pydantic: the bundle's base layer stays importable with numpy alone
-on the smallest edge images, and the checks needed are few (numbers, strings, flags, lists,
-nested records); each error names the key path that is wrong.
+Hand-written rather than pydantic: pydantic comes only with the serve extra, and the bundle
+layer is read by every runtime install (the smallest edge images included); the checks needed
+are few (numbers, strings, flags, lists, nested records), and each error names the key path
+that is wrong.
 """
 
 from __future__ import annotations
@@ -57,16 +58,11 @@ def _value(hint: Any, value: Any, where: str) -> Any:
         raise TypeError(errors[0])
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)
-    if origin is tuple:
+    if origin in (tuple, list):  # tuple[X, ...] or list[X]: a JSON list of X
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"{where}: expected a list, got {value!r}")
-        (item, *_) = typing.get_args(hint)
-        return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_value(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        item = typing.get_args(hint)[0]
+        return origin(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise TypeError(f"{where}: expected an object, got {value!r}")

@@ -65,9 +65,6 @@ class ScoredTestSet:
     def root(self) -> Path:
         return self.dataset.root
 
-    def relpaths(self) -> list[str]:
-        return [s.relpath(self.root) for s in self.samples]
-
     def records(self, with_path: bool = False) -> list[dict]:
         """Per image: relpath, label, defect and score (and its path on this machine)."""
         out = []

@@ -141,8 +141,6 @@ class Pipeline:
         ``changes`` replace single fields: ``Pipeline(path, backend="openvino")``."""
         settings = RuntimeSettings.of(settings, **changes)
         self.settings = settings
-        self.gray = settings.gray
-        self.rules = settings.rules
         threshold = settings.threshold
         self.bundle = (
             bundle
@@ -178,6 +176,14 @@ class Pipeline:
             self.backend.deactivate()
             raise
         self.input_name = m.graph.input_name
+
+    @property
+    def rules(self) -> VerdictRules:
+        return self.settings.rules
+
+    @property
+    def gray(self) -> str:
+        return self.settings.gray
 
     def describe(self) -> str:
         """Backend, and where the scorer searches when it searches (bench and parity reports)."""
