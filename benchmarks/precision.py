@@ -57,7 +57,7 @@ def export(detector: str, data: Path, out: Path, extra: list[str]) -> float:
 
 def parity_rows(bundle: Path, data: Path, backend: str, precision: str) -> dict:
     try:
-        report = run_parity(bundle, data, backend, precision=precision, quiet=True)
+        report = run_parity(bundle, data, backend=backend, precision=precision, quiet=True)
     except EdgeadError as exc:
         return {"parity": None, "parity_error": str(exc)}
     rows = {r.check.split(" (")[0]: r for r in report.rows}
@@ -78,13 +78,33 @@ def parity_rows(bundle: Path, data: Path, backend: str, precision: str) -> dict:
     }
 
 
+def machine(context: dict) -> str:
+    """The CPU a row was measured on, by the instruction sets INT8 and FP16 speed depend on."""
+    isa = set(context.get("isa") or [])
+    kind = (
+        "AVX-512 VNNI"
+        if "avx512_vnni" in isa
+        else "AVX-VNNI"
+        if "avx_vnni" in isa
+        else "AVX-512"
+        if "avx512f" in isa
+        else "AVX2"
+        if "avx2" in isa
+        else "no AVX2"
+    )
+    return f"{context.get('cpu', '?')}, {kind}"
+
+
 def table_rows(rows: list[dict]) -> list[list[str]]:
-    """The README's precision table: the latest row of each detector, category and
-    configuration; backbone time relative to onnxruntime FP32 of the same bench run."""
-    latest = {(r["detector"], r["category"], r["backend"], r["precision"]): r for r in rows}
+    """The docs' precision table: the latest row of each machine, detector, category and
+    configuration; graph time relative to onnxruntime FP32 of the same bench run."""
+    latest = {
+        (machine(r["context"]), r["detector"], r["category"], r["backend"], r["precision"]): r
+        for r in rows
+    }
     out = []
-    for (detector, category, backend, precision), r in latest.items():
-        base = latest.get((detector, category, "onnxruntime", "fp32"), {})
+    for (cpu, detector, category, backend, precision), r in latest.items():
+        base = latest.get((cpu, detector, category, "onnxruntime", "fp32"), {})
         if r.get("unavailable"):
             gate = r.get("int8_gate") or {}
             why = gate.get("message", r["unavailable"])
@@ -98,6 +118,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
                 reason = reason.split(";")[0]
             out.append(
                 [
+                    cpu,
                     detector,
                     category,
                     f"{backend} {precision}",
@@ -112,15 +133,14 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
             )
             continue
 
-        ratio = (
-            r["backbone_p50_ms"] / base["backbone_p50_ms"] if base.get("backbone_p50_ms") else None
-        )
+        ratio = r["graph_p50_ms"] / base["graph_p50_ms"] if base.get("graph_p50_ms") else None
         out.append(
             [
+                cpu,
                 detector,
                 category,
                 f"{backend} {precision}",
-                f"{r['backbone_p50_ms']:.2f}",
+                f"{r['graph_p50_ms']:.2f}",
                 f"{ratio:.2f}x" if ratio else "-",
                 f"{r['total_p50_ms']:.2f}",
                 _delta(r.get("image_rocauc_delta")),
@@ -137,10 +157,11 @@ def _delta(v: float | None) -> str:
 
 
 HEADERS = [
+    "CPU",
     "detector",
     "category",
     "configuration",
-    "backbone p50 ms",
+    "graph p50 ms",
     "vs onnxruntime fp32",
     "total p50 ms",
     "image ROCAUC Δ",
@@ -207,7 +228,7 @@ def main() -> None:
                 if config.unavailable is None:
                     lat = config.latency_ms
                     row |= {
-                        "backbone_p50_ms": round(lat["backbone"]["p50"], 3),
+                        "graph_p50_ms": round(lat["graph"]["p50"], 3),
                         "total_p50_ms": round(lat["total"]["p50"], 3),
                     }
                     row |= parity_rows(bundle, data, config.backend, config.precision)

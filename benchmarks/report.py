@@ -29,7 +29,7 @@ from edgead.runtime.parity import run_parity
 from edgead.runtime.postprocess import overlay
 
 DETECTORS = ("patchcore", "padim", "spade")
-STAGES = ("decode", "preprocess", "backbone", "search", "postprocess", "total")
+STAGES = ("decode", "preprocess", "graph", "score", "postprocess", "total")
 
 
 def fit_and_export(detector: str, data: Path, bundle: Path, quick: bool) -> None:
@@ -183,7 +183,7 @@ def markdown(results: list[dict], batches: tuple[int, ...]) -> str:
     parts.append(tabulate(lat_rows, headers=headers, tablefmt="github"))
     parts.append(
         "\n\nPyTorch ms: the original model, batch 1 median, preprocessed input to "
-        "anomaly map (compare with backbone + search + postprocess).\n"
+        "anomaly map (compare with graph + score + postprocess).\n"
     )
     parts.append("\n## Fit and size\n")
     fit_rows = [

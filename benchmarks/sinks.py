@@ -99,7 +99,7 @@ def messages(n: int) -> list[dict]:
             "regions": []
             if i % 10
             else [{"x": 1, "y": 2, "width": 30, "height": 40, "area": 900, "peak": 3.2}],
-            "latency_ms": {"decode": 2.1, "preprocess": 0.9, "backbone": 7.5, "search": 5.6},
+            "latency_ms": {"decode": 2.1, "preprocess": 0.9, "graph": 7.5, "score": 5.6},
             "frame_age_ms": 18.0,
         }
         bundle = {"name": "tire", "revision": 3, "detector": "patchcore"}

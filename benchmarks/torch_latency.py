@@ -5,7 +5,7 @@
 For each bundle, rebuilds the PyTorch detector from the bundle's recorded config with the same
 backbone weights and the same shapes of memory bank / statistics / galleries (values are
 placeholders: compute time does not depend on them) and times it at batch 1 on the bundle's
-golden inputs: preprocessed input to anomaly map, the span of the runtime's backbone + search +
+golden inputs: preprocessed input to anomaly map, the span of the runtime's graph + score +
 postprocess stages. Prints a Markdown table.
 """
 

@@ -150,7 +150,7 @@ def compare_plots(report: Any) -> dict[str, bytes]:
 
     ran = [c for c in report.configurations if c.unavailable is None]
     out = {}
-    for stage in ("backbone", "total"):
+    for stage in ("graph", "total"):
         samples = [c.latency_samples_ms.get(stage, []) for c in ran]
         if not any(samples):
             continue

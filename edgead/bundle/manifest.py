@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgead.bundle.records import CalibrationRecord, calibration_of
+from edgead.bundle.roles import LEGACY_ROLES
 from edgead.bundle.scorer_params import ScorerParams, params_from_dict, params_to_dict
 
 # 1.1: normalization.calibration, revision, history; 1.2: digest (the manifest's own checksum);
-# 1.3: INT8 parity tolerances, runtime (the measured default backend and precision)
-SCHEMA_VERSION = "1.3"
+# 1.3: INT8 parity tolerances, runtime (the measured default backend and precision);
+# 1.4: the exported graph's roles are graph, graph_fp16, graph_int8 (were backbone, ...)
+SCHEMA_VERSION = "1.4"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -125,7 +127,7 @@ class Metrics:
     aupro: float | None = None
     image_f1: float | None = None
     # the PyTorch model's latency on the export machine: batch 1, median, preprocessed input
-    # to anomaly map (the runtime's backbone + search + postprocess stages)
+    # to anomaly map (the runtime's graph + score + postprocess stages)
     torch_ms_per_image: float | None = None
     torch_device: str | None = None
 
@@ -249,6 +251,10 @@ def _build(cls: type, data: Any) -> Any:
             value = _build(nested[name], value)
         elif cls is Manifest and name == "artifacts":
             value = [_build(Artifact, a) for a in value]
+            for artifact in value:
+                artifact.role = LEGACY_ROLES.get(artifact.role, artifact.role)
+        elif cls is Manifest and name == "runtime" and "backbone_p50_ms" in value:
+            value = {("graph_p50_ms" if k == "backbone_p50_ms" else k): v for k, v in value.items()}
         elif cls is InputSpec and name in ("mean", "std"):
             value = tuple(float(v) for v in value)
         kwargs[name] = value

@@ -3,10 +3,11 @@ One table maps (backend, precision) to the graph a backend runs."""
 
 from __future__ import annotations
 
-ONNX = "backbone"
-ONNX_FP16 = "backbone_fp16"
+# the exported graph: the feature network and whatever of the scorer was compiled into it
+ONNX = "graph"
+ONNX_FP16 = "graph_fp16"
 # post-training quantized (QDQ), calibrated on good training images, gated at export
-ONNX_INT8 = "backbone_int8"
+ONNX_INT8 = "graph_int8"
 ENGINE = {"fp32": "engine_fp32", "fp16": "engine_fp16"}
 TORCH_PROGRAM = "torch_graph"
 TORCH_PROGRAM_FP16 = "torch_graph_fp16"
@@ -33,3 +34,6 @@ GRAPH_ROLES = {
     "torch": {"fp32": TORCH_PROGRAM, "fp16": TORCH_PROGRAM_FP16},
 }
 FALLBACK_ROLES = {TORCH_PROGRAM_FP16: TORCH_PROGRAM}
+
+# manifests before schema 1.4 named the graph roles after the feature network; read as today's
+LEGACY_ROLES = {"backbone": ONNX, "backbone_fp16": ONNX_FP16, "backbone_int8": ONNX_INT8}

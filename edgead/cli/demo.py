@@ -71,7 +71,7 @@ def _demo(work: Path, quiet: bool) -> None:
     if torch_ms is not None:
         click.echo(
             f"PyTorch model, for comparison: {torch_ms:.1f} ms per image (median, batch 1, "
-            "preprocessed input to anomaly map = backbone + search + postprocess)"
+            "preprocessed input to anomaly map = graph + score + postprocess)"
         )
     if not report.passed:
         raise EdgeadError("demo: parity failed (see the table above)")

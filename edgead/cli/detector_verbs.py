@@ -249,7 +249,7 @@ def _say_runtime(out: str) -> None:
 
     choice = read_manifest(out).runtime
     if choice:
-        measured = ", ".join(f"{k} {v:.2f} ms" for k, v in choice["backbone_p50_ms"].items())
+        measured = ", ".join(f"{k} {v:.2f} ms" for k, v in choice["graph_p50_ms"].items())
         click.echo(
             f"runs by default as {choice['backend']} {choice['precision']} (fastest that holds "
             f"parity here; backbone p50: {measured})"

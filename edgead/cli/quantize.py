@@ -55,7 +55,7 @@ def quantize_command(
     no more than 2 points worse. A graph that misses any of them is not written, and the
     message says which check failed and by how much.
     """
-    from edgead.export.quantize import Int8Settings, add_int8_graph
+    from edgead.export.quantize import INT8_NAME, Int8Settings, add_int8_graph
 
     settings = Int8Settings(
         images=calibration_images,
@@ -82,13 +82,13 @@ def quantize_command(
 
     cal = meta["calibration"]
     click.echo(
-        f"added backbone_int8.onnx ({meta['quantizer']} {meta['quantizer_version']}, "
+        f"added {INT8_NAME} ({meta['quantizer']} {meta['quantizer_version']}, "
         f"{cal['images']} calibration images, seed {cal['seed']}); run it with "
         f"`--precision int8`"
     )
     choice = read_manifest(bundle).runtime
-    measured = ", ".join(f"{k} {v:.2f} ms" for k, v in choice["backbone_p50_ms"].items())
+    measured = ", ".join(f"{k} {v:.2f} ms" for k, v in choice["graph_p50_ms"].items())
     click.echo(
-        f"default runtime now {choice['backend']} {choice['precision']} (backbone p50 here: "
+        f"default runtime now {choice['backend']} {choice['precision']} (graph p50 here: "
         f"{measured})"
     )

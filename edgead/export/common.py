@@ -155,14 +155,14 @@ def export_bundle(
         ref = model(golden)
     with write_bundle(out, overwrite) as writer:
         write_graph(
-            writer, "backbone.onnx", roles.ONNX, "fp32", module, module, saved, output_names, 1e-3
+            writer, "graph.onnx", roles.ONNX, "fp32", module, module, saved, output_names, 1e-3
         )
         if fp16:
             # default: the whole graph in FP16; a detector may keep parts of it in FP32
             half = fp16_module if fp16_module is not None else HalfPrecision(module)
             write_graph(
                 writer,
-                "backbone_fp16.onnx",
+                "graph_fp16.onnx",
                 roles.ONNX_FP16,
                 "fp16",
                 half,
@@ -174,14 +174,14 @@ def export_bundle(
             )
         if torch_graph:
             write_torch_graph(
-                writer, "backbone.pt2", roles.TORCH_PROGRAM, "fp32", module, saved, output_names
+                writer, "graph.pt2", roles.TORCH_PROGRAM, "fp32", module, saved, output_names
             )
             if fp16:
                 # the FP16 ONNX graph's module as a program: the torch backend's FP16 runs the
                 # same arithmetic as onnxruntime's and TensorRT's (FP32 islands included)
                 write_torch_graph(
                     writer,
-                    "backbone_fp16.pt2",
+                    "graph_fp16.pt2",
                     roles.TORCH_PROGRAM_FP16,
                     "fp16",
                     half,
@@ -208,7 +208,7 @@ def export_bundle(
             params=saved.config,
             input=spec,
             backbone=saved.backbone,
-            graph=GraphSpec("backbone.onnx", "input", list(output_names), shapes),
+            graph=GraphSpec("graph.onnx", "input", list(output_names), shapes),
             scorer=scorer,
             postprocess=PostprocessSpec(
                 spec.height, spec.width, model.config.blur_sigma, image_score=image_score

@@ -118,7 +118,7 @@ def build_engines(
                     if role
                     else f"unknown precision {precision!r}: fp16 or fp32"
                 )
-            name = f"engines/backbone_{precision}.engine"
+            name = f"engines/graph_{precision}.engine"
             meta = build_engine(staging / manifest.artifact(role).path, writer.path(name), settings)
             writer.add(
                 name, role=roles.ENGINE[precision], fmt="tensorrt", precision=precision, **meta

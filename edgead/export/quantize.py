@@ -35,7 +35,7 @@ from edgead.runtime.preprocess import preprocess
 log = logging.getLogger(__name__)
 
 QUANTIZERS = ("nncf", "onnxruntime")
-INT8_NAME = "backbone_int8.onnx"
+INT8_NAME = "graph_int8.onnx"
 
 
 @dataclass

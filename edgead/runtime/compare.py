@@ -66,14 +66,14 @@ class CompareReport:
                 out.append([c.label, "-", "-", "-", "-", "-", "-", f"not run: {c.unavailable}"])
                 continue
             lat = c.latency_ms
-            backbone, total = lat["backbone"]["p50"], lat["total"]["p50"]
+            graph, total = lat["graph"]["p50"], lat["total"]["p50"]
             acc = c.accuracy or {}
             verdicts = acc.get("verdicts") or {}
             out.append(
                 [
                     c.label,
-                    f"{backbone:.2f}",
-                    f"{backbone / base.latency_ms['backbone']['p50']:.2f}x",
+                    f"{graph:.2f}",
+                    f"{graph / base.latency_ms['graph']['p50']:.2f}x",
                     f"{total:.2f}",
                     f"{total / base.latency_ms['total']['p50']:.2f}x",
                     _pct(acc.get("image_rocauc")),
@@ -90,7 +90,7 @@ class CompareReport:
             self.rows(),
             headers=[
                 "configuration",
-                "backbone p50 ms",
+                "graph p50 ms",
                 "vs first",
                 "total p50 ms",
                 "vs first",

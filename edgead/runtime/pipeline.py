@@ -218,14 +218,14 @@ class Pipeline:
                 spec = self.spec
                 batch = self.backend.uint8_buffer(len(images), spec.height, spec.width)
                 resize_batch(images, spec, batch)
-            with timer("backbone"):
+            with timer("graph"):
                 outputs = self.backend.infer_uint8(batch, *affine(spec))
         else:
             with timer("preprocess"):
                 batch = preprocess_batch(images, self.spec)
-            with timer("backbone"):
+            with timer("graph"):
                 outputs = self.backend.infer({self.input_name: batch})
-        with timer("search"):
+        with timer("score"):
             scored = self.scorer.run(outputs)
         with timer("postprocess"):
             scores, maps = self.finish(scored)

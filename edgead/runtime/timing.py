@@ -1,5 +1,17 @@
-"""Per-stage timers. The device is synchronized at every stage boundary, so "backbone ms" is
-the same quantity on every backend (Polygraphy's lesson)."""
+"""Per-stage timers. The device is synchronized at every stage boundary, so "graph ms" is
+the same quantity on every backend (Polygraphy's lesson).
+
+The stages of one prediction, the same for every detector:
+
+- ``decode``: the image file or frame to an RGB array (folder and video runs only);
+- ``preprocess``: resize and normalize into the graph's input;
+- ``graph``: the exported graph on the backend: the feature network and whatever of the
+  scorer was compiled into it (PatchCore's exact search when exported with
+  ``--in-graph-search``, EfficientAD's teacher, student and autoencoder);
+- ``score``: the scorer on the host: PatchCore's faiss search, PaDiM's and PUAD's Mahalanobis
+  distances, SPADE's gallery search, EfficientAD's map combination;
+- ``postprocess``: image scores and anomaly maps at the input size, normalization, verdicts.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-STAGES = ("decode", "preprocess", "backbone", "search", "postprocess")
+STAGES = ("decode", "preprocess", "graph", "score", "postprocess")
 
 
 class StageTimer:

@@ -78,6 +78,9 @@ def test_a_bundle_written_before_the_layout_change_loads_and_passes_parity(tmp_p
     assert result.exit_code == 0, result.output
     new = json.loads((bundle / "manifest.json").read_text())
     assert new["revision"] == 2 and new["normalization"]["calibration"]["image"]["n_images"] == 12
+    # the graph's role as older manifests named it is read, and written back by today's name
+    assert "backbone" in {a["role"] for a in manifest["artifacts"]}
+    assert "graph" in {a["role"] for a in new["artifacts"]} and new["schema_version"] == "1.4"
     assert run_parity(bundle, data, quiet=True).passed
 
 

@@ -32,7 +32,7 @@ def test_bench_markdown_json_html(fitted, synthetic_data, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    for stage in ("decode", "preprocess", "backbone", "search", "postprocess", "total"):
+    for stage in ("decode", "preprocess", "graph", "score", "postprocess", "total"):
         assert f"| {stage}" in result.output
     assert "padim | onnxruntime" in result.output and "fp32 | input 3x128x128" in result.output
     assert "scorer statistics in memory" in result.output and "MiB" in result.output
@@ -54,7 +54,7 @@ def test_bench_markdown_json_html(fitted, synthetic_data, tmp_path):
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["throughput"]["2"] > 0 and report["latency_ms"]["backbone"]["p50"] > 0
+    assert report["throughput"]["2"] > 0 and report["latency_ms"]["graph"]["p50"] > 0
     assert "decode" not in report["latency_ms"]  # synthetic images: nothing was decoded
     assert report["scorer_memory_bytes"] > 0 and report["bundle_bytes"] > 0
 

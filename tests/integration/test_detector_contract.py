@@ -128,7 +128,7 @@ def test_saved_model_round_trip_and_cli_export(fitted, name, tmp_path, synthetic
 def test_tampered_artifact_is_refused(fitted, name, tmp_path):
     copy = shutil.copytree(fitted.bundle(name), tmp_path / "b")
     manifest = open_bundle(copy).manifest
-    victim = next(a for a in manifest.artifacts if a.role not in ("backbone", "golden"))
+    victim = next(a for a in manifest.artifacts if a.role not in ("graph", "golden"))
     path = copy / victim.path
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF

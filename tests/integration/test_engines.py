@@ -70,7 +70,7 @@ def test_every_graph_builds(engine_bundles, name):
 @needs_builder
 def test_tampered_engine_is_refused(engine_bundles, tmp_path):
     copy = shutil.copytree(engine_bundles["patchcore"], tmp_path / "b")
-    engine = copy / "engines" / "backbone_fp16.engine"
+    engine = copy / "engines" / "graph_fp16.engine"
     engine.write_bytes(engine.read_bytes()[:-10])
     with pytest.raises(BundleError, match="truncated or replaced"):
         open_bundle(copy)

@@ -138,7 +138,7 @@ def test_a_graph_that_fails_the_gate_is_not_written(fitted, synthetic_data, tmp_
     ):
         add_int8_graph(root, synthetic_data, Int8Settings(images=4, backends=("onnxruntime",)))
     assert (root / "manifest.json").read_text() == before
-    assert not (root / "backbone_int8.onnx").exists()
+    assert not (root / "graph_int8.onnx").exists()
     assert (
         json.loads(before)["artifacts"]
         == json.loads((root / "manifest.json").read_text())["artifacts"]
@@ -174,7 +174,7 @@ def test_bench_puts_backends_and_precisions_side_by_side(quantized, synthetic_da
     assert "passed its parity gate on onnxruntime only" in configs["openvino int8"]["unavailable"]
     for label in ("onnxruntime fp32", "onnxruntime int8", "openvino fp32"):
         c = configs[label]
-        assert c["unavailable"] is None and len(c["latency_samples_ms"]["backbone"]) == 4
+        assert c["unavailable"] is None and len(c["latency_samples_ms"]["graph"]) == 4
         assert c["accuracy"]["image_rocauc"] is not None
     assert configs["openvino fp32"]["runs_as"].startswith("openvino[CPU f32]")
     assert report["context"]["isa"] is not None
@@ -198,8 +198,8 @@ def test_quantize_command_says_what_passed_and_the_default_it_measured(quantized
     assert "int8 on onnxruntime: passed (image ROCAUC" in result.output
     assert "default runtime now " in result.output
     runtime = read_manifest(root).runtime
-    assert "onnxruntime int8" in runtime["backbone_p50_ms"]
-    assert "openvino fp32" in runtime["backbone_p50_ms"]  # golden check passed there
+    assert "onnxruntime int8" in runtime["graph_p50_ms"]
+    assert "openvino fp32" in runtime["graph_p50_ms"]  # golden check passed there
     assert "parity gate on onnxruntime only" in runtime["not_candidates"]["openvino int8"]
     refused = CliRunner().invoke(main, [*args, "--calibration-images", "0"])
     assert refused.exit_code == 1 and "--calibration-images 0: at least 1" in refused.output

@@ -35,8 +35,8 @@ def test_bundle_contents(patchcore_bundle, saved_patchcore):
     b = open_bundle(patchcore_bundle)
     m = b.manifest
     assert {a.role for a in m.artifacts} == {
-        "backbone",
-        "backbone_fp16",
+        "graph",
+        "graph_fp16",
         "index",
         "golden",
         "reference_scores",
@@ -98,14 +98,14 @@ def test_cli_fit_then_export_model_then_run(tmp_path, synthetic_data):
     out = tmp_path / "out"
     result = cli("run", bundle, images, "--out", out)
     assert result.exit_code == 3, result.output  # some inputs skipped: its own exit status
-    assert "1 skipped" in result.output and "backbone" in result.output
+    assert "1 skipped" in result.output and "graph" in result.output
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 19
     bad = [r for r in rows if r["error"]]
     assert len(bad) == 1 and bad[0]["path"].endswith("zz_corrupt.png")
     good = [r for r in rows if not r["error"]]
-    assert all(float(r["backbone_ms"]) > 0 and r["label"] in ("good", "anomalous") for r in good)
+    assert all(float(r["graph_ms"]) > 0 and r["label"] in ("good", "anomalous") for r in good)
     defect_labels = [r["label"] for r in good if "/good/" not in r["path"]]
     assert defect_labels.count("anomalous") >= len(defect_labels) - 2
     assert len(list((out / "overlays").glob("*.png"))) == 18
@@ -183,7 +183,7 @@ def test_cli_errors_are_one_line(tmp_path, synthetic_data):
 def test_demo_runs(tmp_path):
     result = cli("demo", "--workdir", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "demo passed" in result.output and "search" in result.output
+    assert "demo passed" in result.output and "score" in result.output
     assert f"kept: data, bundle and results in {Path(tmp_path).resolve()}" in result.output
     # it ends with what to try next, with its own paths
     assert f"edgead run {Path(tmp_path).resolve() / 'bundle'}" in result.output

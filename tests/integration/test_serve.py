@@ -174,7 +174,7 @@ def test_status_reports_score_verdict_fps_and_stage_latency(server, clip_frames,
     assert latest["score"] == pytest.approx(score, rel=1e-4, abs=1e-4)
     assert latest["verdict"] == label
     assert s["fps"] > 1.0
-    assert {"preprocess", "backbone", "search", "postprocess", "total"} <= set(s["latency_ms_p50"])
+    assert {"preprocess", "graph", "score", "postprocess", "total"} <= set(s["latency_ms_p50"])
     assert all(v > 0 for v in s["latency_ms_p50"].values())
     assert s["source"]["state"] == "live" and s["source"]["reconnects"] == 0
     assert s["model"]["detector"] == "patchcore"
@@ -233,7 +233,7 @@ def test_prometheus_metrics(server, serve_bundle):
     text = server.client.get("/metrics").text
     labels = {"stream": "default", "bundle": serve_bundle.name}
     assert metric(text, "edgead_frames_total", **labels) > 0
-    assert metric(text, "edgead_stage_seconds_bucket", le="0.1", stage="backbone", **labels) >= 0
+    assert metric(text, "edgead_stage_seconds_bucket", le="0.1", stage="graph", **labels) >= 0
     assert metric(text, "edgead_source_up", **labels) == 1.0
 
 

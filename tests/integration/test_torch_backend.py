@@ -45,7 +45,7 @@ def test_torch_and_onnxruntime_agree_image_by_image(torch_bundles, synthetic_dat
     images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:4]]
     with (
         Pipeline(torch_bundles["patchcore"], backend="torch", device="cpu") as t,
-        Pipeline(torch_bundles["patchcore"]) as o,
+        Pipeline(torch_bundles["patchcore"], backend="onnxruntime", precision="fp32") as o,
     ):
         a, b = t.predict(images), o.predict(images)
         assert t.backend.describe() == "torch[cpu]"
@@ -64,7 +64,7 @@ def test_fp16_program_runs_on_the_cpu_and_scores_like_onnxruntime_fp16(
         torch_bundles["patchcore"], backend="torch", device="cpu", precision="fp16"
     ) as pipe:
         assert not pipe.backend.autocast
-        assert pipe.backend.path.name == "backbone_fp16.pt2"
+        assert pipe.backend.path.name == "graph_fp16.pt2"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def fp32_program_only(torch_bundles, tmp_path_factory):
     shutil.copytree(torch_bundles["patchcore"], root)
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["role"] != "torch_graph_fp16"]
-    (root / "backbone_fp16.pt2").unlink()
+    (root / "graph_fp16.pt2").unlink()
     rewrite_manifest(root / "manifest.json", manifest)
     open_bundle(root)
     return root

@@ -232,7 +232,7 @@ def test_ensemble_configs_are_triton_configs_wired_to_the_graph(bundles, tmp_pat
     configs = {m: parse(repo / m / "config.pbtxt") for m in models}
     assert configs["patchcore_graph"].platform == "onnxruntime_onnx"
     graph_file = repo / "patchcore_graph" / "1" / "model.onnx"
-    source = bundles["patchcore"] / "backbone.onnx"
+    source = bundles["patchcore"] / "graph.onnx"
     assert hashlib.sha256(graph_file.read_bytes()).digest() == (
         hashlib.sha256(source.read_bytes()).digest()
     )

@@ -37,7 +37,7 @@ def make(tmp_path, name="b"):
     out = tmp_path / name
     with write_bundle(out) as w:
         w.path("g.onnx").write_bytes(b"graph-bytes")
-        w.add("g.onnx", role="backbone", fmt="onnx")
+        w.add("g.onnx", role="graph", fmt="onnx")
         w.path("stats/s.npz").write_bytes(b"0123456789")
         w.add("stats/s.npz", role="statistics", fmt="npz")
         w.write_manifest(manifest())
@@ -48,11 +48,11 @@ def test_round_trip(tmp_path):
     b = open_bundle(make(tmp_path))
     m = b.manifest
     assert m.input == InputSpec(64, 48) and m.metrics.image_rocauc == 0.9
-    assert m.schema_version == "1.3" and m.created and m.revision == 1
+    assert m.schema_version == "1.4" and m.created and m.revision == 1
     assert (
         m.digest["algorithm"] == "sha256" and "normalization.image_threshold" in m.digest["fields"]
     )
-    assert {a.role for a in m.artifacts} == {"backbone", "statistics"}
+    assert {a.role for a in m.artifacts} == {"graph", "statistics"}
     assert b.path("statistics").read_bytes() == b"0123456789"
     assert Manifest.from_dict(json.loads(m.to_json())) == m
 

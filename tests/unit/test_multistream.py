@@ -57,7 +57,7 @@ class FakePipeline:
                 None,
                 "anomalous" if im.mean() >= self.normalization.image_threshold else "good",
                 np.zeros(im.shape[:2], np.float32),
-                {"backbone": 1.0},
+                {"graph": 1.0},
                 src,
             )
             for im, src in zip(images, sources, strict=True)

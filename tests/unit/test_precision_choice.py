@@ -79,7 +79,7 @@ def _with_int8(manifest, isa):
 
     manifest.artifacts.append(
         Artifact(
-            "backbone_int8.onnx",
+            "graph_int8.onnx",
             roles.ONNX_INT8,
             "onnx",
             "0" * 64,
@@ -125,3 +125,19 @@ def test_int8_by_name_with_auto_backend_runs_where_its_gate_passed(manifest, mon
     monkeypatch.setattr(choice, "instruction_sets", lambda: [])
     assert choice.resolve_auto(manifest, "auto", "int8") == ("onnxruntime", "int8")
     assert choice.resolve_auto(manifest, "auto", "auto") == ("openvino", "fp32")
+
+
+def test_the_default_gives_up_precision_only_for_a_clear_gain():
+    from edgead.export.runtime_choice import choose
+
+    # 3% faster in FP16 is noise: the FP32 graph of the faster backend stays the default
+    assert choose({"onnxruntime fp32": 2.38, "openvino fp32": 1.94, "openvino fp16": 1.89}) == (
+        "openvino fp32"
+    )
+    # a backend within the noise of the plain default does not replace it
+    assert choose({"onnxruntime fp32": 2.0, "openvino fp32": 1.9}) == "onnxruntime fp32"
+    # a clear gain at a lower precision is taken (INT8 is a candidate only once gated)
+    assert choose({"onnxruntime fp32": 6.0, "openvino fp32": 5.8, "openvino int8": 2.2}) == (
+        "openvino int8"
+    )
+    assert choose({"openvino fp16": 3.0}) == "openvino fp16"

@@ -119,4 +119,4 @@ def test_the_precision_table_is_the_benchmarks_latest_results():
     spec.loader.exec_module(module)
     rows = [json.loads(line) for line in (RESULTS / "precision.jsonl").read_text().splitlines()]
     expected = [dict(zip(module.HEADERS, r, strict=True)) for r in module.table_rows(rows)]
-    assert readme_table("detector", "vs onnxruntime fp32") == expected
+    assert readme_table("CPU", "vs onnxruntime fp32") == expected

@@ -40,7 +40,7 @@ def message(i: int, verdict: str = "good") -> dict:
         "normalized_score": 0.4,
         "verdict": verdict,
         "regions": [{"x": 1, "y": 2, "width": 3, "height": 4, "area": 12, "peak": 0.9}],
-        "latency_ms": {"decode": 1.0, "backbone": 2.5},
+        "latency_ms": {"decode": 1.0, "graph": 2.5},
         "frame_age_ms": 4.0,
     }
     bundle = {"name": "tire", "revision": 2, "detector": "patchcore"}
