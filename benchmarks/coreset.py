@@ -77,17 +77,27 @@ def naive_greedy(features: torch.Tensor, n_select: int, seed: int) -> torch.Tens
 
 
 def one_run(
-    features_npy: Path, method: str, chunk: int, ratio: float, refine: float, radius: bool = True
+    features_npy: Path,
+    method: str,
+    chunk: int,
+    ratio: float,
+    refine: float,
+    radius: bool = True,
+    estimate: bool = False,
 ) -> dict:
-    """One coreset in this process: time, covering radius, peak memory (printed as JSON)."""
+    """One coreset in this process: time, covering radius, peak memory (printed as JSON);
+    with ``estimate``, first the fit's estimate of that time (``estimate_seconds``)."""
     import resource
 
-    from edgead.components.coreset import k_center_greedy_chunked
+    from edgead.components.coreset import estimate_seconds, k_center_greedy_chunked
 
     x = torch.from_numpy(np.load(features_npy))
     loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n_select = round(ratio * len(x))
     k_center_greedy(x[:2000], 10)  # the numba kernel from its disk cache
+    said = None
+    if estimate:  # as the fit says it, from the same features and settings
+        said = estimate_seconds(x, n_select, 0 if method == "exact" else chunk, 128, 0, refine)
     t = time.perf_counter()
     if method == "exact":
         picks = k_center_greedy(x, n_select)
@@ -110,6 +120,7 @@ def one_run(
         "radius": covering_radius(x, picks) if radius else None,
         "peak_rss_mb": round(peak_mb),
         "features_mb": round(loaded_mb),
+        **({"estimate": said} if estimate else {}),
     }
 
 
@@ -158,6 +169,7 @@ def scale_case(args) -> None:
                 "--data",
                 "-",
                 *(["--no-radius"] if args.no_radius else []),
+                *(["--estimate"] if args.estimate else []),
             ],
             capture_output=True,
             text=True,
@@ -209,6 +221,13 @@ def main() -> None:
         help="time and memory only (the covering radius costs as much as an exact search of "
         "every patch against the bank: ~20 min at 2,000,000 patches here)",
     )
+    ap.add_argument(
+        "--estimate",
+        action="store_true",
+        help="with --case: each run first makes the fit's estimate of its time (rows carry "
+        "both; e.g. --chunks 250000+0.1 --no-exact --no-radius --jsonl "
+        "benchmarks/results/coreset_estimate.jsonl)",
+    )
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--refine", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -217,7 +236,13 @@ def main() -> None:
         print(
             json.dumps(
                 one_run(
-                    args.cache, args.one, args.chunk, args.ratio, args.refine, not args.no_radius
+                    args.cache,
+                    args.one,
+                    args.chunk,
+                    args.ratio,
+                    args.refine,
+                    not args.no_radius,
+                    args.estimate,
                 )
             )
         )

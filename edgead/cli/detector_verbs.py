@@ -251,6 +251,7 @@ def _say_runtime(out: str) -> None:
     if choice:
         measured = ", ".join(f"{k} {v:.2f} ms" for k, v in choice["graph_p50_ms"].items())
         click.echo(
-            f"runs by default as {choice['backend']} {choice['precision']} (fastest that holds "
-            f"parity here; backbone p50: {measured})"
+            f"runs by default as {choice['backend']} {choice['precision']} (holds parity here; "
+            "another backend or a lower precision only where 10% faster; graph p50: "
+            f"{measured})"
         )

@@ -157,6 +157,67 @@ def k_center_greedy_chunked(
     return torch.cat(picks)
 
 
+# rows of the two samples the estimate times; fewer rows than ESTIMATE_FROM: no estimate (the
+# coreset takes seconds there: tire's 164,640 patches 7-8 s on two cores)
+ESTIMATE_ROWS = (20_000, 40_000)
+ESTIMATE_FROM = 250_000
+
+
+def estimate_seconds(
+    features: torch.Tensor,
+    n_select: int,
+    chunk: int = 0,
+    projection_dim: int | None = 128,
+    seed: int = 0,
+    refine: float = 0.0,
+    device: str | torch.device | None = None,
+) -> dict | None:
+    """How long the coreset of ``features`` will take, from a short measured run: the same
+    greedy on two uniform samples of the rows at the same pick ratio, a power law
+    ``t = a n^b`` through their times (``b`` held to [1, 2]: the pruned greedy's work grows
+    faster than the rows and at most as the naive N x k), applied to each chunk and to the
+    refinement's share of the one greedy. The greedy's work depends on how the features
+    spread, which no formula over N and k knows; two samples of the fit's own features do.
+    Returns the estimate with its samples, or None when the rows are too few to be worth it.
+    How close it comes on real features: ``benchmarks/coreset.py --estimate``."""
+    n = features.shape[0]
+    n1, n2 = ESTIMATE_ROWS
+    if n < max(ESTIMATE_FROM, 4 * n2) or n_select >= n:
+        return None
+    t0 = time.perf_counter()
+    ratio = n_select / n
+    rng = np.random.default_rng(seed)
+    k_center_greedy(features[:2048], 16, projection_dim, seed, device=device)  # warm-up
+    samples = []
+    for m in (n1, n2):
+        rows = torch.from_numpy(np.sort(rng.choice(n, m, replace=False)))
+        t = time.perf_counter()
+        k_center_greedy(
+            features[rows], max(1, round(ratio * m)), projection_dim, seed, device=device
+        )
+        samples.append([m, max(1, round(ratio * m)), round(time.perf_counter() - t, 3)])
+    (_, _, t1), (_, _, t2) = samples
+    exponent = min(2.0, max(1.0, math.log(max(t2, 1e-6) / max(t1, 1e-6)) / math.log(n2 / n1)))
+
+    def one(rows: int) -> float:
+        return t2 * (rows / n2) ** exponent
+
+    n_refine = round(refine * n_select)
+    plan = chunk_plan(n, n_select - n_refine, chunk) if chunk else []
+    if len(plan) > 1:
+        # each chunk picks its share: (1 - refine) of the ratio; the refinement: the one
+        # greedy's last picks, costed as that share of the one greedy
+        seconds = (1 - refine) * sum(one(b - a) for a, b, _ in plan) + refine * one(n)
+    else:
+        seconds = one(n)
+    return {
+        "seconds": round(seconds, 1),
+        "exponent": round(exponent, 3),
+        "samples": samples,
+        "measured_in_seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def _greedy_torch(x: torch.Tensor, n_select: int, start: int) -> torch.Tensor:
     """The plain greedy, every pick on the device; no host round trip until the end."""
     sq = (x * x).sum(1)

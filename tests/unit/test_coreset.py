@@ -154,3 +154,30 @@ def test_the_chunked_coreset_is_each_chunks_greedy_and_covers_within_their_radiu
     # one chunk: the one greedy
     one = k_center_greedy_chunked(x, 50, chunk=10_000, projection_dim=None, seed=2)
     assert one.tolist() == k_center_greedy(x, 50, projection_dim=None, seed=2).tolist()
+
+
+def test_the_estimate_times_two_samples_and_scales_them_to_the_fit():
+    from edgead.components.coreset import ESTIMATE_FROM, ESTIMATE_ROWS, estimate_seconds
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(64, 16, generator=g) * 4
+    x = centres[torch.randint(64, (ESTIMATE_FROM,), generator=g)]
+    x = x + torch.randn(x.shape, generator=g)
+    assert estimate_seconds(x[: ESTIMATE_FROM - 1], 1000, projection_dim=None) is None
+    one = estimate_seconds(x, ESTIMATE_FROM // 10, projection_dim=None)
+    assert [s[:2] for s in one["samples"]] == [[n, n // 10] for n in ESTIMATE_ROWS]
+    assert 1.0 <= one["exponent"] <= 2.0
+    # the power law through the samples, at the fit's rows
+    t2 = one["samples"][1][2]
+    expected = t2 * (ESTIMATE_FROM / ESTIMATE_ROWS[1]) ** one["exponent"]
+    assert one["seconds"] == pytest.approx(expected, rel=0.02, abs=0.06)
+    # chunks: each chunk's share, plus the refinement's share of the one greedy
+    chunked = estimate_seconds(x, ESTIMATE_FROM // 10, 100_000, None, refine=0.1)
+    t2, b = chunked["samples"][1][2], chunked["exponent"]
+    rows = ESTIMATE_FROM // 2  # two chunks of 125,000
+
+    def one_greedy(n):
+        return t2 * (n / ESTIMATE_ROWS[1]) ** b
+
+    expected = 0.9 * 2 * one_greedy(rows) + 0.1 * one_greedy(ESTIMATE_FROM)
+    assert chunked["seconds"] == pytest.approx(expected, rel=0.02, abs=0.06)

@@ -26,7 +26,12 @@ from edgead.components.common import (
     training_batches,
 )
 from edgead.components.config import ConfigMixin
-from edgead.components.coreset import chunk_plan, k_center_greedy, k_center_greedy_chunked
+from edgead.components.coreset import (
+    chunk_plan,
+    estimate_seconds,
+    k_center_greedy,
+    k_center_greedy_chunked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +196,29 @@ def fit(
     chunk = config.coreset_chunk
     if chunk and len(chunk_plan(features.shape[0], n_select, chunk)) == 1:
         chunk = 0  # one chunk: the one greedy
+    # said before the long stage starts, so a wait that does not fit the plan can be stopped
+    estimate = estimate_seconds(
+        features,
+        n_select,
+        chunk,
+        config.coreset_projection,
+        config.seed,
+        config.coreset_refine,
+        device,
+    )
+    if estimate is not None:
+        log.info(
+            "coreset: %s patches -> %s picks (bank %.0f MiB); about %.0f s (estimated in "
+            "%.1f s from samples of %s and %s patches)",
+            f"{features.shape[0]:,}",
+            f"{n_select:,}",
+            n_select * features.shape[1] * 4 / 2**20,
+            estimate["seconds"],
+            estimate["measured_in_seconds"],
+            f"{estimate['samples'][0][0]:,}",
+            f"{estimate['samples'][1][0]:,}",
+        )
+    t_estimated = time.perf_counter()
     if chunk:
         idx = k_center_greedy_chunked(
             features,
@@ -208,6 +236,7 @@ def fit(
         )
     bank = features[idx].contiguous()
     t_core = time.perf_counter()
+    coreset_s = t_core - t_estimated
     model = PatchCoreModel(embedder.cpu(), bank, config).eval()
     report = {
         "backbone": backbone_meta,
@@ -217,7 +246,9 @@ def fit(
         "memory_bank": list(bank.shape),
         "model_size": f"memory bank {bank.shape[0]}x{bank.shape[1]}",
         "feature_seconds": round(t_feat - t0, 2),
-        "coreset_seconds": round(t_core - t_feat, 2),
+        "coreset_seconds": round(coreset_s, 2),
+        # the estimate said before the coreset ran (large fits only), with its samples
+        "coreset_estimate": estimate,
         "coreset_chunk": chunk or None,
         "fit_seconds": round(t_core - t0, 2),
         # the fit process's peak resident memory after each stage (MiB; features included)
@@ -226,7 +257,9 @@ def fit(
     chunks_said = f", chunks of {chunk:,}" if chunk else ""
     report["details"] = {
         "fit stages": f"features {t_feat - t0:.1f} s ({features.shape[0]:,} patches), "
-        f"coreset {t_core - t_feat:.1f} s ({bank.shape[0]:,} picks{chunks_said})",
+        f"coreset {coreset_s:.1f} s ({bank.shape[0]:,} picks{chunks_said}"
+        + (f"; estimated {estimate['seconds']:.0f} s" if estimate else "")
+        + ")",
     }
     if peak_features is not None:
         report["details"]["peak memory"] = (

@@ -46,7 +46,7 @@ class EfficientAdScorer(Scorer):
         delta = pooled.astype(np.float64) - self.mean
         # one small product: on one BLAS thread. Left to OpenBLAS's default, its idle threads
         # spin after the call and slowed the next graph run by ~40 ms on a 2-core CPU
-        # (onnxruntime backbone p50 117 ms instead of 75 ms, `edgead bench`, PUAD-S 128 px).
+        # (onnxruntime graph p50 117 ms instead of 75 ms, `edgead bench`, PUAD-S 128 px).
         with blas().limit(limits=1, user_api="blas"):
             return np.linalg.norm(delta @ self.whitening.T, axis=1)
 
