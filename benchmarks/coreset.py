@@ -4,7 +4,8 @@ At real scale (``--case``): real features of one category at a larger input size
 several categories pooled; the one greedy over every patch (the exact reference: computed
 once per case and kept in the results file) against the composable coreset at several chunk
 sizes, each run in a process of its own for its peak memory (the process's, features
-included). Rows are appended to ``--jsonl`` as they come, and a rerun skips what is there:
+included). Rows are appended to ``--jsonl`` as they come, and a rerun on the same CPU skips
+what is there:
 
     python benchmarks/coreset.py --case tire448 --image-size 448 \
         --data ../shared/data/mvtec3d_tire --chunks 50000,100000,200000 \
@@ -132,7 +133,13 @@ def scale_case(args) -> None:
     done = []
     if args.jsonl.exists():
         done = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line]
-    mine = [r for r in done if r["case"] == args.case]
+    # a rerun skips what this machine measured; another machine measures again
+    here = bench_context()
+
+    def machine(context: dict) -> tuple:
+        return context.get("cpu"), tuple(context.get("isa") or ())
+
+    mine = [r for r in done if r["case"] == args.case and machine(r["context"]) == machine(here)]
     features_npy = args.cache or Path(f"/tmp/edgead-features-{args.case}.npy")
     if not features_npy.exists():
         t = time.perf_counter()

@@ -60,9 +60,12 @@ def library_versions() -> dict[str, str]:
 
 
 def bench_context(threads: int | None = None) -> dict:
-    """What every speed figure travels with: CPU, cores, threads used, load, versions, date."""
+    """What every speed figure travels with: CPU, its instruction sets, cores, threads used,
+    load, versions, date."""
     import datetime
     import os
+
+    from edgead.runtime.choice import instruction_sets
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -70,6 +73,7 @@ def bench_context(threads: int | None = None) -> dict:
         usable = os.cpu_count() or 1
     return {
         "cpu": cpu_name(),
+        "isa": instruction_sets(),
         "cores": os.cpu_count(),
         "cores_usable": usable,
         "threads": threads,

@@ -20,7 +20,6 @@ from edgead.bundle.io import open_bundle
 from edgead.data.images import read_image
 from edgead.errors import EdgeadError
 from edgead.runtime.bench import bench_context, labelled_accuracy, load_images
-from edgead.runtime.choice import instruction_sets
 from edgead.runtime.pipeline import Pipeline
 from edgead.runtime.settings import RuntimeSettings
 from edgead.runtime.timing import LatencyStats, StageTimer
@@ -148,7 +147,7 @@ def run_compare(
         len(images),
         warmup,
         iterations,
-        context=bench_context(settings.threads) | {"isa": instruction_sets()},
+        context=bench_context(settings.threads),
     )
     pipes: list[tuple[Configuration, Pipeline]] = []
     try:
