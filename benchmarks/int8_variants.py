@@ -5,12 +5,13 @@ what speed, on onnxruntime and OpenVINO.
         --data ../shared/data/mvtec3d_tire [--json out.json]
 
 For each variant the bundle's folded FP32 graph is quantized with NNCF (full bias correction,
-the same 64 good training images and seed as ``edgead quantize``): every layer; the average
-pooling kept in FP32; depthwise convolutions kept in FP32; the tail after the feature network
-(pooling, resize, concat) kept in FP32; depthwise and tail. Each variant runs on onnxruntime
-and on OpenVINO (inference precision pinned to f32) and is compared with onnxruntime FP32 on
-every seventh test image: the mean relative error of the graph's output, and the p50 of 60 batch-1 runs of one image, all in one process
-(a ratio inside one run is the figure to trust; absolute milliseconds move with the machine's
+the same 64 good training images and seed as ``edgead quantize``): the whole graph; the
+average pooling kept in FP32; depthwise convolutions kept in FP32; the tail after the last
+weighted layer kept in FP32 (``fp32_tail``: what ``edgead quantize`` does); depthwise and
+tail. Each variant runs on onnxruntime and on OpenVINO (inference precision pinned to f32)
+and is compared with onnxruntime FP32 on every seventh test image: the mean relative error
+of the graph's output, and the p50 of 60 batch-1 runs of one image, all in one process (a
+ratio inside one run is the figure to trust; absolute milliseconds move with the machine's
 load). The parity gate of ``edgead quantize`` decides what ships; this script says where an
 INT8 graph loses its accuracy and what keeping layers in FP32 costs.
 """
@@ -45,7 +46,7 @@ def main() -> None:
     from edgead.bundle.io import open_bundle
     from edgead.data.datasets import open_dataset
     from edgead.data.images import read_image
-    from edgead.export.quantize import Int8Settings, calibration_paths, fold_shapes
+    from edgead.export.quantize import Int8Settings, calibration_paths, fold_shapes, fp32_tail
     from edgead.runtime.bench import bench_context
     from edgead.runtime.preprocess import preprocess
 
@@ -62,19 +63,14 @@ def main() -> None:
         for n in folded.graph.node
         if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
     ]
-    tail = [
-        n.name
-        for n in folded.graph.node
-        if n.op_type in ("AveragePool", "Resize", "Concat", "Transpose", "Add")
-        and not n.name.startswith("/backbone/")
-    ]
+    tail = fp32_tail(folded)  # what `edgead quantize` keeps in FP32
     pooling = [n.name for n in folded.graph.node if n.op_type == "AveragePool"]
     variants = {
         "fp32": None,
         "int8": [],
         "int8, pooling fp32": pooling,
         "int8, depthwise fp32": depthwise,
-        "int8, tail fp32": tail,
+        "int8, tail fp32 (edgead quantize)": tail,
         "int8, depthwise and tail fp32": depthwise + tail,
     }
     dataset = nncf.Dataset(calibration, lambda a: {name: a})
