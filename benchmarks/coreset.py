@@ -199,6 +199,43 @@ def scale_case(args) -> None:
         print(json.dumps({k: v for k, v in row.items() if k != "context"}), flush=True)
 
 
+def estimate_check(args) -> None:
+    """The fit's estimate (``estimate_seconds``) against every time this machine measured for
+    the case in ``--jsonl`` (same settings, features from the case's cache), one row each
+    appended to ``--estimate-jsonl``: how far the estimate said before a coreset is from what
+    it took."""
+    from edgead.components.coreset import estimate_seconds
+
+    here = bench_context()
+    rows = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line]
+    mine = [
+        r
+        for r in rows
+        if r["case"] == args.case
+        and (r["context"].get("cpu"), r["context"].get("isa")) == (here["cpu"], here["isa"])
+    ]
+    features_npy = args.cache or Path(f"/tmp/edgead-features-{args.case}.npy")
+    x = torch.from_numpy(np.load(features_npy))
+    for r in mine:
+        chunk = r["chunk"] or 0
+        said = estimate_seconds(x, r["picks"], chunk, 128, 0, r.get("refine") or 0.0)
+        out = {
+            "case": args.case,
+            "method": r["method"],
+            "chunk": r["chunk"],
+            "refine": r.get("refine"),
+            "patches": r["patches"],
+            "picks": r["picks"],
+            "measured_seconds": r["seconds"],
+            "estimate": said,
+            "estimate_vs_measured": said["seconds"] / r["seconds"] if said else None,
+            "context": here,
+        }
+        with args.estimate_jsonl.open("a") as f:
+            f.write(json.dumps(out) + "\n")
+        print(json.dumps({k: v for k, v in out.items() if k != "context"}), flush=True)
+
+
 def timed(fn, *args) -> tuple[torch.Tensor, float]:
     t = time.perf_counter()
     out = fn(*args)
@@ -235,6 +272,17 @@ def main() -> None:
         "both; e.g. --chunks 250000+0.1 --no-exact --no-radius --jsonl "
         "benchmarks/results/coreset_estimate.jsonl)",
     )
+    ap.add_argument(
+        "--estimate-only",
+        action="store_true",
+        help="with --case: the fit's estimate against each time this machine measured for the "
+        "case in --jsonl, appended to --estimate-jsonl",
+    )
+    ap.add_argument(
+        "--estimate-jsonl",
+        type=Path,
+        default=Path("benchmarks/results/coreset_estimate.jsonl"),
+    )
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--refine", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -253,6 +301,9 @@ def main() -> None:
                 )
             )
         )
+        return
+    if args.case is not None and args.estimate_only:
+        estimate_check(args)
         return
     if args.case is not None:
         scale_case(args)

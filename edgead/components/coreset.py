@@ -157,9 +157,10 @@ def k_center_greedy_chunked(
     return torch.cat(picks)
 
 
-# rows of the two samples the estimate times; fewer rows than ESTIMATE_FROM: no estimate (the
-# coreset takes seconds there: tire's 164,640 patches 7-8 s on two cores)
-ESTIMATE_ROWS = (20_000, 40_000)
+# rows of the samples the estimate times (after an untimed warm-up on the first: the kernel's
+# threads start); fits of fewer rows than ESTIMATE_FROM get no estimate (their coreset takes
+# seconds: tire's 164,640 patches 7-8 s on two cores)
+ESTIMATE_ROWS = (25_000, 100_000)
 ESTIMATE_FROM = 250_000
 
 
@@ -173,31 +174,34 @@ def estimate_seconds(
     device: str | torch.device | None = None,
 ) -> dict | None:
     """How long the coreset of ``features`` will take, from a short measured run: the same
-    greedy on two uniform samples of the rows at the same pick ratio, a power law
-    ``t = a n^b`` through their times (``b`` held to [1, 2]: the pruned greedy's work grows
-    faster than the rows and at most as the naive N x k), applied to each chunk and to the
-    refinement's share of the one greedy. The greedy's work depends on how the features
-    spread, which no formula over N and k knows; two samples of the fit's own features do.
-    Returns the estimate with its samples, or None when the rows are too few to be worth it.
-    How close it comes on real features: ``benchmarks/coreset.py --estimate``."""
+    greedy on uniform samples of the rows at the same pick ratio, a power law ``t = a n^b``
+    through their times (``b`` held to [1, 2]: the pruned greedy's work grows faster than
+    the rows and at most as the naive N x k), applied to each chunk and to the refinement's
+    share of the one greedy. The greedy's work depends on how the features spread, which no
+    formula over N and k knows; samples of the fit's own features do. Samples a factor 4
+    apart: timing noise of 10% moves ``b`` by 0.07, the estimate at 16x the larger sample by
+    about 20%. Returns the estimate with its samples, or None when the rows are too few to
+    be worth it. How close it comes on real features: ``benchmarks/coreset.py --estimate``."""
     n = features.shape[0]
-    n1, n2 = ESTIMATE_ROWS
-    if n < max(ESTIMATE_FROM, 4 * n2) or n_select >= n:
+    small, large = ESTIMATE_ROWS
+    if n < max(ESTIMATE_FROM, 2 * large) or n_select >= n:
         return None
     t0 = time.perf_counter()
     ratio = n_select / n
     rng = np.random.default_rng(seed)
-    k_center_greedy(features[:2048], 16, projection_dim, seed, device=device)  # warm-up
-    samples = []
-    for m in (n1, n2):
+
+    def timed_sample(m: int) -> list:
         rows = torch.from_numpy(np.sort(rng.choice(n, m, replace=False)))
+        k = max(1, round(ratio * m))
         t = time.perf_counter()
-        k_center_greedy(
-            features[rows], max(1, round(ratio * m)), projection_dim, seed, device=device
-        )
-        samples.append([m, max(1, round(ratio * m)), round(time.perf_counter() - t, 3)])
+        k_center_greedy(features[rows], k, projection_dim, seed, device=device)
+        return [m, k, round(time.perf_counter() - t, 3)]
+
+    timed_sample(small)  # warm-up: the kernel's threads and code, untimed
+    samples = [timed_sample(m) for m in ESTIMATE_ROWS]
     (_, _, t1), (_, _, t2) = samples
-    exponent = min(2.0, max(1.0, math.log(max(t2, 1e-6) / max(t1, 1e-6)) / math.log(n2 / n1)))
+    exponent = min(2.0, max(1.0, math.log(max(t2, 1e-6) / max(t1, 1e-6)) / math.log(large / small)))
+    n2 = large
 
     def one(rows: int) -> float:
         return t2 * (rows / n2) ** exponent
@@ -279,14 +283,17 @@ def _greedy_pruned(
     return torch.from_numpy(order[picks]), sorted_d[inverse]
 
 
-def covering_radius(features: torch.Tensor, selected: torch.Tensor, chunk: int = 8192) -> float:
-    """Largest distance from any row of ``features`` to its nearest selected row (full space)."""
+def covering_radius(features: torch.Tensor, selected: torch.Tensor, chunk: int = 4096) -> float:
+    """Largest distance from any row of ``features`` to its nearest selected row (full space).
+
+    Per block of rows: one fused product ``|b|^2 - 2 q.b`` (addmm) and its row minimum, |q|^2
+    added after the minimum (it is the same for the whole row)."""
     x = features.float()
     bank = x[selected]
     bank_sq = (bank * bank).sum(1)
     worst = 0.0
     for s in range(0, len(x), chunk):
         q = x[s : s + chunk]
-        d2 = (q * q).sum(1, keepdim=True) - 2.0 * (q @ bank.T) + bank_sq[None, :]
-        worst = max(worst, float(d2.min(1).values.clamp_min(0).max()))
+        d2 = torch.addmm(bank_sq[None, :], q, bank.T, alpha=-2.0).min(1).values
+        worst = max(worst, float((d2 + (q * q).sum(1)).clamp_min(0).max()))
     return worst**0.5
