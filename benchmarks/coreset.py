@@ -77,6 +77,20 @@ def naive_greedy(features: torch.Tensor, n_select: int, seed: int) -> torch.Tens
     return selected
 
 
+def high_water_mb() -> float:
+    """This process's peak resident memory, MiB: VmHWM, the high-water mark of its own address
+    space (getrusage's ru_maxrss would carry over the parent's peak across fork and exec)."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def one_run(
     features_npy: Path,
     method: str,
@@ -88,12 +102,10 @@ def one_run(
 ) -> dict:
     """One coreset in this process: time, covering radius, peak memory (printed as JSON);
     with ``estimate``, first the fit's estimate of that time (``estimate_seconds``)."""
-    import resource
-
     from edgead.components.coreset import estimate_seconds, k_center_greedy_chunked
 
     x = torch.from_numpy(np.load(features_npy))
-    loaded_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    loaded_mb = high_water_mb()
     n_select = round(ratio * len(x))
     k_center_greedy(x[:2000], 10)  # the numba kernel from its disk cache
     said = None
@@ -105,7 +117,7 @@ def one_run(
     else:
         picks = k_center_greedy_chunked(x, n_select, chunk, refine=refine)
     seconds = time.perf_counter() - t
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = high_water_mb()
     np.save(
         features_npy.with_name(f"{features_npy.stem}_{method}{chunk or ''}_picks.npy"),
         picks.numpy(),
@@ -236,6 +248,103 @@ def estimate_check(args) -> None:
         print(json.dumps({k: v for k, v in out.items() if k != "context"}), flush=True)
 
 
+CASES = {
+    "tire448": "tire, 448 px",
+    "pooled224": "tire, bottle, juice pooled, 224 px",
+    "juice448": "juice, 448 px",
+    "pooled448": "tire, bottle, juice pooled, 448 px",
+}
+SCALE_HEADERS = [
+    "CPU",
+    "real features",
+    "patches",
+    "picks",
+    "coreset",
+    "seconds",
+    "radius vs the one greedy",
+    "peak MiB",
+]
+ESTIMATE_HEADERS = ["CPU", "real features", "coreset", "said before, s", "took, s", "said / took"]
+
+
+def _cpu(context: dict) -> str:
+    isa = context.get("isa")
+    kind = (
+        "AVX-512"
+        if isa and "avx512f" in isa
+        else "AVX2"
+        if isa
+        else "instruction sets not recorded"
+    )
+    return f"{context.get('cpu', '?')}, {kind}"
+
+
+def _setting(r: dict) -> str:
+    if r["method"] == "exact":
+        return "one greedy"
+    share = f", {round(100 * r['refine'])}% over all" if r.get("refine") else ""
+    return f"chunks of {r['chunk']:,}{share}"
+
+
+def scale_rows(rows: list[dict]) -> list[list[str]]:
+    """The docs' real-scale table: the latest row of each CPU, case and setting; the radius
+    against the one greedy's of the same case (the picks do not depend on the CPU)."""
+    latest = {(_cpu(r["context"]), r["case"], _setting(r)): r for r in rows}
+    exact = {r["case"]: r["radius"] for r in rows if r["method"] == "exact" and r["radius"]}
+    out = []
+    for (cpu, case, setting), r in latest.items():
+        ref = exact.get(r["case"])
+        radius = (
+            f"{r['radius'] / ref:.3f}x ({r['radius']:.3f} / {ref:.3f})"
+            if r["radius"] and ref and setting != "one greedy"
+            else f"{r['radius']:.3f}"
+            if r["radius"]
+            else "not computed"
+        )
+        out.append(
+            [
+                cpu,
+                CASES.get(case, case),
+                f"{r['patches']:,}",
+                f"{r['picks']:,}",
+                setting,
+                f"{r['seconds']:.1f}",
+                radius,
+                f"{r['peak_rss_mb']:,}",
+            ]
+        )
+    return out
+
+
+def estimate_rows(rows: list[dict]) -> list[list[str]]:
+    """The docs' estimate table: the latest check of each CPU, case and setting."""
+    latest = {(_cpu(r["context"]), r["case"], _setting(r)): r for r in rows}
+    return [
+        [
+            cpu,
+            CASES.get(case, case),
+            setting,
+            f"{r['estimate']['seconds']:.1f}",
+            f"{r['measured_seconds']:.1f}",
+            f"{r['estimate_vs_measured']:.2f}",
+        ]
+        for (cpu, case, setting), r in latest.items()
+    ]
+
+
+def print_tables(args) -> None:
+    for headers, make, path in (
+        (SCALE_HEADERS, scale_rows, args.jsonl),
+        (ESTIMATE_HEADERS, estimate_rows, args.estimate_jsonl),
+    ):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        print("| " + " | ".join(headers) + " |")
+        print("|" + "---|" * len(headers))
+        for row in make(rows):
+            print("| " + " | ".join(row) + " |")
+        print()
+
+
 def timed(fn, *args) -> tuple[torch.Tensor, float]:
     t = time.perf_counter()
     out = fn(*args)
@@ -283,6 +392,11 @@ def main() -> None:
         type=Path,
         default=Path("benchmarks/results/coreset_estimate.jsonl"),
     )
+    ap.add_argument(
+        "--table",
+        action="store_true",
+        help="print the docs' tables from --jsonl and --estimate-jsonl",
+    )
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--refine", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -301,6 +415,9 @@ def main() -> None:
                 )
             )
         )
+        return
+    if args.table:
+        print_tables(args)
         return
     if args.case is not None and args.estimate_only:
         estimate_check(args)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from edgead.components.coreset import (
     k_center_greedy,
     k_center_greedy_chunked,
 )
+from edgead.runtime.memory import peak_mb, reset_peak
 
 log = logging.getLogger(__name__)
 
@@ -157,22 +157,13 @@ def build_embedder(config: PatchCoreConfig, weights: str | None) -> tuple[PatchE
     }
 
 
-def peak_mb() -> int | None:
-    """This process's peak resident memory so far, MiB (None where the OS does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10))
-
-
 @torch.no_grad()
 def fit(
     config: PatchCoreConfig, train_paths: list[Path], device: str = "cpu", quiet: bool = False
 ) -> tuple[PatchCoreModel, dict]:
     """Fit PatchCore on good images. Returns the model and a fit report (times, counts)."""
     t0 = time.perf_counter()
+    reset_peak()  # this fit's own peak, also in a worker that fitted another product before
     torch.manual_seed(config.seed)
     embedder, backbone_meta = build_embedder(config, config.weights)
     embedder = embedder.to(device)
