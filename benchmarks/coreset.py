@@ -378,7 +378,7 @@ def main() -> None:
         "--estimate",
         action="store_true",
         help="with --case: each run first makes the fit's estimate of its time (rows carry "
-        "both; e.g. --chunks 250000+0.1 --no-exact --no-radius --jsonl "
+        "both; e.g. --chunks 250000+0.2 --no-exact --no-radius --jsonl "
         "benchmarks/results/coreset_estimate.jsonl)",
     )
     ap.add_argument(

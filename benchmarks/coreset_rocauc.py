@@ -3,8 +3,8 @@
     python benchmarks/coreset_rocauc.py --data ../shared/data --settings 0,50000 \
         --jsonl benchmarks/results/coreset_chunks_rocauc.jsonl
 
-At real scale (``--image-size 448 --categories mvtec3d_tire --settings 0,250000+0.1``: 658,560
-patches, three chunks and the default's tenth of picks over all).
+At real scale (``--image-size 448 --categories mvtec3d_tire --settings 0,250000+0.2``: 658,560
+patches, three chunks and the default's fifth of the picks over all).
 
 Each setting is ``--coreset-chunk`` (0: the one greedy), optionally ``+SHARE`` for the share
 of picks made over every patch after the chunks; every category under ``--data`` is fitted
