@@ -120,3 +120,31 @@ def test_the_precision_table_is_the_benchmarks_latest_results():
     rows = [json.loads(line) for line in (RESULTS / "precision.jsonl").read_text().splitlines()]
     expected = [dict(zip(module.HEADERS, r, strict=True)) for r in module.table_rows(rows)]
     assert readme_table("CPU", "vs onnxruntime fp32") == expected
+
+
+def _benchmark_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_coreset_tables_are_the_benchmarks_latest_results():
+    pytest.importorskip("torch", reason="benchmarks/coreset.py imports torch (the fit extra)")
+    module = _benchmark_module("coreset")
+    for headers, make, name, must_have in (
+        (
+            module.SCALE_HEADERS,
+            module.scale_rows,
+            "coreset_scale.jsonl",
+            "radius vs the one greedy",
+        ),
+        (module.ESTIMATE_HEADERS, module.estimate_rows, "coreset_estimate.jsonl", "said / took"),
+    ):
+        rows = [
+            json.loads(line) for line in (RESULTS / name).read_text().splitlines() if line.strip()
+        ]
+        expected = [dict(zip(headers, r, strict=True)) for r in make(rows)]
+        assert readme_table("CPU", must_have) == expected
