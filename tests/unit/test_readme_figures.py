@@ -148,3 +148,17 @@ def test_the_coreset_tables_are_the_benchmarks_latest_results():
         ]
         expected = [dict(zip(headers, r, strict=True)) for r in make(rows)]
         assert readme_table("CPU", must_have) == expected
+
+
+def test_the_int8_variants_table_is_the_benchmarks_result():
+    results = json.loads((RESULTS / "int8_variants.json").read_text())
+    rows = results["rows"]
+    base = next(r for r in rows if (r["variant"], r["backend"]) == ("fp32", "onnxruntime"))
+    table = readme_table("variant", "mean relative error")
+    assert [(t["variant"], t["backend"]) for t in table] == [
+        (r["variant"], r["backend"]) for r in rows
+    ]
+    for t, r in zip(table, rows, strict=True):
+        assert t["p50 ms"] == f"{r['p50_ms']:.2f}"
+        assert t["vs onnxruntime fp32"] == f"{r['p50_ms'] / base['p50_ms']:.2f}x"
+        assert t["mean relative error"] == f"{100 * r['mean_relative_error']:.1f}%"
