@@ -232,8 +232,8 @@ def test_a_graph_that_fails_on_one_backend_is_kept_for_the_others(
     fitted, synthetic_data, tmp_path, monkeypatch
 ):
     """Gated on onnxruntime and OpenVINO, failing on OpenVINO only (as OpenVINO's INT8 of a
-    graph quantized whole did on a CPU with AVX-512 VNNI): written, runs on onnxruntime, refused on OpenVINO with the
-    figures it missed by in the manifest."""
+    graph quantized whole did on a CPU with AVX-512 VNNI): written, runs on onnxruntime,
+    refused on OpenVINO with the figures it missed by in the manifest."""
     import edgead.runtime.parity as parity
     from edgead.runtime.choice import instruction_sets
 
