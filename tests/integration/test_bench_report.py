@@ -21,6 +21,8 @@ def test_bench_markdown_json_html(fitted, synthetic_data, tmp_path):
         [
             "bench",
             bundle,
+            "--backend",  # not the bundle's measured default, which depends on the machine
+            "onnxruntime",
             "--data",
             str(synthetic_data),
             "--batch",
