@@ -186,14 +186,14 @@ def test_pipeline_uint8_path_scores_like_the_float_path(fitted, synthetic_data, 
 
     images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:5]]
     bundle = fitted.bundle("patchcore")
-    with Pipeline(bundle) as plain:
+    with Pipeline(bundle, backend="onnxruntime", precision="fp32") as plain:
         want = plain.predict(images)
     monkeypatch.setitem(
         __import__("edgead.runtime.backends.base", fromlist=["BACKENDS"]).BACKENDS,
         "onnxruntime",
         NormalizesItself,
     )
-    with Pipeline(bundle) as pipe:
+    with Pipeline(bundle, backend="onnxruntime", precision="fp32") as pipe:
         assert pipe.backend.takes_uint8
         got = pipe.predict(images)
     assert [p.image_score for p in got] == [p.image_score for p in want]
