@@ -37,7 +37,10 @@ def test_openvino_scores_like_onnxruntime_and_refuses_unknown_devices(fitted, sy
 
     bundle = fitted.bundle("patchcore")
     images = [read_image(p) for p in sorted((synthetic_data / "test").glob("*/*.png"))[:4]]
-    with Pipeline(bundle, backend="openvino") as v, Pipeline(bundle) as o:
+    with (
+        Pipeline(bundle, backend="openvino", precision="fp32") as v,
+        Pipeline(bundle, backend="onnxruntime", precision="fp32") as o,
+    ):
         a, b = v.predict(images), o.predict(images)
     np.testing.assert_allclose([p.image_score for p in a], [p.image_score for p in b], rtol=1e-4)
     with pytest.raises(BackendError, match="no device 'NPU' here; available: CPU"):

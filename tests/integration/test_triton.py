@@ -52,7 +52,9 @@ def reference(bundles, images) -> dict[str, list]:
 
     out = {}
     for name, bundle in bundles.items():
-        with Pipeline(bundle) as pipe:
+        # what the models serve by default (edgead_backend, edgead_precision), not the
+        # bundle's measured default, which depends on the machine
+        with Pipeline(bundle, backend="onnxruntime", precision="fp32") as pipe:
             out[name] = [pipe.predict([im])[0] for _, im in images]
     return out
 
