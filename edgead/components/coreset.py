@@ -181,7 +181,7 @@ def estimate_seconds(
     formula over N and k knows; samples of the fit's own features do. Samples a factor 4
     apart: timing noise of 10% moves ``b`` by 0.07, the estimate at 16x the larger sample by
     about 20%. Returns the estimate with its samples, or None when the rows are too few to
-    be worth it. How close it comes on real features: ``benchmarks/coreset.py --estimate``."""
+    be worth it. How close it comes on real features: ``benchmarks/coreset.py --estimate-only``."""
     n = features.shape[0]
     small, large = ESTIMATE_ROWS
     if n < max(ESTIMATE_FROM, 2 * large) or n_select >= n:
@@ -201,10 +201,9 @@ def estimate_seconds(
     samples = [timed_sample(m) for m in ESTIMATE_ROWS]
     (_, _, t1), (_, _, t2) = samples
     exponent = min(2.0, max(1.0, math.log(max(t2, 1e-6) / max(t1, 1e-6)) / math.log(large / small)))
-    n2 = large
 
     def one(rows: int) -> float:
-        return t2 * (rows / n2) ** exponent
+        return t2 * (rows / large) ** exponent
 
     n_refine = round(refine * n_select)
     plan = chunk_plan(n, n_select - n_refine, chunk) if chunk else []
