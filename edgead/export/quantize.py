@@ -132,10 +132,11 @@ def fp32_tail(model) -> list[str]:
     ]
 
 
-def quantize_graph(model, batches: list[np.ndarray], input_name: str, quantizer: str):
+def quantize_graph(
+    model, batches: list[np.ndarray], input_name: str, quantizer: str, tail: list[str]
+):
     """A QDQ INT8 ONNX model from the folded FP32 ``model``: per-channel weights, activation
-    ranges from ``batches``, the tail after the last weighted layer in FP32 (``fp32_tail``)."""
-    tail = fp32_tail(model)
+    ranges from ``batches``, the nodes of ``tail`` (``fp32_tail``) left in FP32."""
     if quantizer == "nncf":
         import nncf
 
@@ -218,14 +219,15 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
     src = bundle.path(roles.ONNX)
     folded = fold_shapes(src)
     log.info("quantizing %s with %s on %d images", src.name, settings.quantizer, len(paths))
+    tail = fp32_tail(folded)
     quantized = quantize_graph(
-        folded, batches, bundle.manifest.graph.input_name, settings.quantizer
+        folded, batches, bundle.manifest.graph.input_name, settings.quantizer, tail
     )
     listing = "\n".join(sorted(p.relative_to(data).as_posix() for p in paths))
     meta: dict[str, Any] = {
         "quantizer": settings.quantizer,
         # the features' post-processing after the last weighted layer (fp32_tail)
-        "kept_fp32": fp32_tail(folded),
+        "kept_fp32": tail,
         "quantizer_version": _version(settings.quantizer),
         "simplifier": f"onnxslim {_version('onnxslim')}",
         "calibration": {

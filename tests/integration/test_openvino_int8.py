@@ -129,7 +129,7 @@ def test_a_graph_that_fails_the_gate_is_not_written(fitted, synthetic_data, tmp_
 
     import edgead.export.quantize as quantize
 
-    def wrecked(model, batches, input_name, quantizer):
+    def wrecked(model, batches, input_name, quantizer, tail):
         rng = np.random.default_rng(0)
         for init in model.graph.initializer:
             w = numpy_helper.to_array(init)
