@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from edgead.components.coreset import covering_radius, first_pick, k_center_greedy, project
-from edgead.runtime.bench import bench_context
+from edgead.runtime.bench import bench_context, cpu_label
 
 
 def features_of(data: Path | list[Path], cache: Path | None, image_size: int = 224) -> torch.Tensor:
@@ -267,18 +267,6 @@ SCALE_HEADERS = [
 ESTIMATE_HEADERS = ["CPU", "real features", "coreset", "said before, s", "took, s", "said / took"]
 
 
-def _cpu(context: dict) -> str:
-    isa = context.get("isa")
-    kind = (
-        "AVX-512"
-        if isa and "avx512f" in isa
-        else "AVX2"
-        if isa
-        else "instruction sets not recorded"
-    )
-    return f"{context.get('cpu', '?')}, {kind}"
-
-
 def _setting(r: dict) -> str:
     if r["method"] == "exact":
         return "one greedy"
@@ -289,7 +277,7 @@ def _setting(r: dict) -> str:
 def scale_rows(rows: list[dict]) -> list[list[str]]:
     """The docs' real-scale table: the latest row of each CPU, case and setting; the radius
     against the one greedy's of the same case (the picks do not depend on the CPU)."""
-    latest = {(_cpu(r["context"]), r["case"], _setting(r)): r for r in rows}
+    latest = {(cpu_label(r["context"]), r["case"], _setting(r)): r for r in rows}
     exact = {r["case"]: r["radius"] for r in rows if r["method"] == "exact" and r["radius"]}
     out = []
     for (cpu, case, setting), r in latest.items():
@@ -318,7 +306,7 @@ def scale_rows(rows: list[dict]) -> list[list[str]]:
 
 def estimate_rows(rows: list[dict]) -> list[list[str]]:
     """The docs' estimate table: the latest check of each CPU, case and setting."""
-    latest = {(_cpu(r["context"]), r["case"], _setting(r)): r for r in rows}
+    latest = {(cpu_label(r["context"]), r["case"], _setting(r)): r for r in rows}
     return [
         [
             cpu,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from edgead.errors import EdgeadError
 from edgead.export.quantize import Int8Settings, add_int8_graph
+from edgead.runtime.bench import cpu_label
 from edgead.runtime.compare import run_compare
 from edgead.runtime.parity import run_parity
 
@@ -78,28 +79,11 @@ def parity_rows(bundle: Path, data: Path, backend: str, precision: str) -> dict:
     }
 
 
-def machine(context: dict) -> str:
-    """The CPU a row was measured on, by the instruction sets INT8 and FP16 speed depend on."""
-    isa = set(context.get("isa") or [])
-    kind = (
-        "AVX-512 VNNI"
-        if "avx512_vnni" in isa
-        else "AVX-VNNI"
-        if "avx_vnni" in isa
-        else "AVX-512"
-        if "avx512f" in isa
-        else "AVX2"
-        if "avx2" in isa
-        else "no AVX2"
-    )
-    return f"{context.get('cpu', '?')}, {kind}"
-
-
 def table_rows(rows: list[dict]) -> list[list[str]]:
     """The docs' precision table: the latest row of each machine, detector, category and
     configuration; graph time relative to onnxruntime FP32 of the same bench run."""
     latest = {
-        (machine(r["context"]), r["detector"], r["category"], r["backend"], r["precision"]): r
+        (cpu_label(r["context"]), r["detector"], r["category"], r["backend"], r["precision"]): r
         for r in rows
     }
     out = []

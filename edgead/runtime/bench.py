@@ -83,6 +83,27 @@ def bench_context(threads: int | None = None) -> dict:
     }
 
 
+def cpu_label(context: dict) -> str:
+    """A bench context's CPU with the instruction sets INT8 and FP16 speed depend on, for
+    results tables that hold several machines' rows."""
+    isa = context.get("isa")
+    if isa is None:
+        return f"{context.get('cpu', '?')}, instruction sets not recorded"
+    isa = set(isa)
+    kind = (
+        "AVX-512 VNNI"
+        if "avx512_vnni" in isa
+        else "AVX-VNNI"
+        if "avx_vnni" in isa
+        else "AVX-512"
+        if "avx512f" in isa
+        else "AVX2"
+        if "avx2" in isa
+        else "no AVX2"
+    )
+    return f"{context.get('cpu', '?')}, {kind}"
+
+
 @dataclass
 class BenchReport:
     bundle: str
