@@ -47,6 +47,29 @@ def test_openvino_scores_like_onnxruntime_and_refuses_unknown_devices(fitted, sy
         Pipeline(bundle, backend="openvino", device="npu")
 
 
+def test_openvino_outputs_outlive_the_next_call_and_inputs_are_left_as_given(fitted):
+    """The backend reads its input in place and reuses its request: what one call returned
+    must not change when the next call runs, and the caller's array must not be written."""
+    from edgead.runtime.backends.base import create_backend
+
+    graph = open_bundle(fitted.bundle("patchcore")).path(roles.ONNX)
+    backend = create_backend("openvino", graph)
+    with backend:
+        name, meta = next(iter(backend.input_metadata().items()))
+        shape = tuple(2 if d is None else d for d in meta.shape)
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal(shape).astype(np.float32)
+        b = rng.standard_normal(shape).astype(np.float32)
+        a_before = a.copy()
+        first = backend.infer({name: a})
+        kept = {k: v.copy() for k, v in first.items()}
+        second = backend.infer({name: b})
+        np.testing.assert_array_equal(a, a_before)
+        for k in first:
+            np.testing.assert_array_equal(first[k], kept[k])
+            assert not np.array_equal(first[k], second[k])
+
+
 @pytest.fixture(scope="module")
 def quantized(fitted, synthetic_data, tmp_path_factory):
     """The PatchCore bundle with an INT8 graph gated on onnxruntime only. The toy model's

@@ -78,10 +78,16 @@ class OpenVinoBackend(Backend):
         return self._inputs
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # copies of the outputs (share_outputs=False)
-        results = self.request.infer({self._index[k]: v for k, v in feed.items()})
+        # The input arrays are read in place (share_inputs): infer is synchronous and the
+        # caller holds them until it returns. Copying them into new OpenVINO tensors cost
+        # 0.4-0.5 ms per call for the tire graph's 1x3x224x224 input, a fifth of its INT8
+        # graph time (AVX-512 VNNI EPYC, interleaved with onnxruntime). The outputs are
+        # copied here, once: the request's own buffers are overwritten by the next call.
+        results = self.request.infer(
+            {self._index[k]: v for k, v in feed.items()}, share_inputs=True, share_outputs=True
+        )
         return {
-            name: np.asarray(results[port])
+            name: np.array(results[port])
             for name, port in zip(self._outputs, self.compiled.outputs, strict=True)
         }
 
