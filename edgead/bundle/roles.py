@@ -8,7 +8,8 @@ ONNX = "graph"
 ONNX_FP16 = "graph_fp16"
 # post-training quantized (QDQ), calibrated on good training images, gated at export
 ONNX_INT8 = "graph_int8"
-ENGINE = {"fp32": "engine_fp32", "fp16": "engine_fp16"}
+# TensorRT engines; the INT8 one is built from the INT8 graph and gated on the GPU it runs on
+ENGINE = {"fp32": "engine_fp32", "fp16": "engine_fp16", "int8": "engine_int8"}
 TORCH_PROGRAM = "torch_graph"
 TORCH_PROGRAM_FP16 = "torch_graph_fp16"
 INDEX = "index"

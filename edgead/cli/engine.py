@@ -16,7 +16,13 @@ from edgead.cli.main import main
     "precisions",
     default="fp16,fp32",
     show_default=True,
-    help="Engines to build: fp16 (from the FP16 graph), fp32, or both.",
+    help="Engines to build: fp16 (from the FP16 graph), fp32, int8 (from the INT8 graph of "
+    "`edgead quantize`, written only if it holds parity on --data on this GPU).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False),
+    help="Evaluation data (MVTec layout) the INT8 engine is gated on.",
 )
 @click.option("--min-batch", default=1, show_default=True)
 @click.option("--opt-batch", default=1, show_default=True)
@@ -35,6 +41,7 @@ def build_engine_command(
     max_batch: int,
     workspace_mb: int,
     timing_cache: str | None,
+    data: str | None,
 ) -> None:
     """Compile BUNDLE's ONNX graphs into TensorRT engines and add them to the bundle."""
     from edgead.export.engine import EngineSettings, build_engines
@@ -42,10 +49,10 @@ def build_engine_command(
     settings = EngineSettings(
         min_batch, opt_batch, max_batch, workspace_mb, Path(timing_cache) if timing_cache else None
     )
-    built = build_engines(bundle, tuple(p for p in precisions.split(",") if p), settings)
+    built = build_engines(bundle, tuple(p for p in precisions.split(",") if p), settings, data)
     for e in built:
         click.echo(
             f"{e['precision']} engine: {e['tensorrt']} {e['tensorrt_version']}, batch "
             f"{e['min_batch']}-{e['max_batch']}, built on {e['built_on']} in "
-            f"{e['build_seconds']} s"
+            f"{e['build_seconds']} s" + (", holds INT8 parity on it" if e.get("gate") else "")
         )

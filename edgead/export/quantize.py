@@ -253,28 +253,7 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
                 batch=settings.batch_size,
                 threads=settings.threads,
             )
-            gate[backend] = {
-                "passed": report.passed,
-                "rows": [
-                    {
-                        "check": r.check,
-                        "original": r.original,
-                        "int8": r.bundle,
-                        "diff": r.diff,
-                        "tolerance": r.tolerance,
-                        "unit": r.unit,
-                        "ok": r.ok,
-                    }
-                    for r in report.rows
-                    if r.ok is not None
-                ],
-                "failed": [
-                    f"{r.check}: {_fmt(r.original)} -> {_fmt(r.bundle)}, off by "
-                    f"{_fmt(r.diff)} {r.unit} (tolerance {_fmt(r.tolerance)})"
-                    for r in report.rows
-                    if r.ok is False
-                ],
-            }
+            gate[backend] = gate_record(report)
         failed = {b: g for b, g in gate.items() if not g["passed"]}
         if len(failed) == len(gate):
             raise EdgeadError(
@@ -300,6 +279,48 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
         # the default backend and precision, measured again now that INT8 is a candidate
         record_runtime(writer, manifest, settings.threads)
     return meta
+
+
+def gate_record(report) -> dict:
+    """A parity report as the gate records it in the artifact's metadata: passed, the rows
+    that were checked, and a sentence per failed check with its figures."""
+    return {
+        "passed": report.passed,
+        "rows": [
+            {
+                "check": r.check,
+                "original": r.original,
+                "int8": r.bundle,
+                "diff": r.diff,
+                "tolerance": r.tolerance,
+                "unit": r.unit,
+                "ok": r.ok,
+            }
+            for r in report.rows
+            if r.ok is not None
+        ],
+        "failed": [
+            f"{r.check}: {_fmt(r.original)} -> {_fmt(r.bundle)}, off by "
+            f"{_fmt(r.diff)} {r.unit} (tolerance {_fmt(r.tolerance)})"
+            for r in report.rows
+            if r.ok is False
+        ],
+    }
+
+
+def symmetric(model) -> bool:
+    """Whether every activation and weight of a QDQ graph is quantized with a zero point of 0
+    (NNCF's default preset; onnxruntime's quantizer writes uint8 activations with a zero
+    point): TensorRT builds symmetric INT8 only."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            zp = inits.get(node.input[2])
+            if zp is None or numpy_helper.to_array(zp).any():
+                return False
+    return True
 
 
 def _fmt(v: float | None) -> str:

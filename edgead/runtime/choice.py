@@ -36,8 +36,8 @@ def instruction_sets() -> list[str]:
 
 def int8_machine_note(gated_on: dict | None, here: list[str] | None = None) -> str | None:
     """None where this CPU has the INT8 instruction sets the INT8 graph was gated with (or
-    the graph records none); else a sentence saying what differs."""
-    if not gated_on:
+    the graph records none, or was gated on a GPU); else a sentence saying what differs."""
+    if not gated_on or "isa" not in gated_on:
         return None
     there = {f for f in gated_on.get("isa", []) if f in INT8_ISA}
     here_set = {f for f in (instruction_sets() if here is None else here) if f in INT8_ISA}

@@ -65,6 +65,11 @@ def graph_artifact(bundle: Bundle, backend: str, precision: str) -> Artifact:
         }.get(backend, "`edgead export <detector> ... --fp16`")
         if precision == "int8":
             fix = f"`edgead quantize {bundle.root} --data DATA` (calibrated and gated on DATA)"
+            if backend == "tensorrt":
+                fix += (
+                    f", then `edgead build-engine {bundle.root} --precision int8 --data DATA` "
+                    "on the GPU that runs it (gated there)"
+                )
         raise BundleError(
             f"{bundle.root}: no {precision} {backend} graph in this bundle; add it with {fix}"
         )

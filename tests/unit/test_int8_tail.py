@@ -8,7 +8,7 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="building test graphs needs onnx (the fit extra)")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgead.export.quantize import fp32_tail  # noqa: E402
+from edgead.export.quantize import fp32_tail, symmetric  # noqa: E402
 
 
 def graph():
@@ -46,3 +46,32 @@ def test_a_graph_that_ends_in_a_weighted_layer_keeps_nothing():
     del m.graph.node[3:]  # up to conv2
     m.graph.output[0].name = "c2"
     assert fp32_tail(m) == []
+
+
+def qdq(zero_point: np.ndarray):
+    """x -> QuantizeLinear -> DequantizeLinear -> y with the given zero point."""
+    inits = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(zero_point, "zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dq"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        inits,
+    )
+    return helper.make_model(g)
+
+
+def test_tensorrt_takes_only_int8_graphs_whose_zero_points_are_zero():
+    # NNCF's default preset: zero points of 0 (signed, or unsigned after a ReLU)
+    assert symmetric(qdq(np.array(0, np.int8)))
+    assert symmetric(qdq(np.array(0, np.uint8)))
+    # onnxruntime's uint8 activations with a zero point, as its static quantizer writes them
+    assert not symmetric(qdq(np.array(128, np.uint8)))
+    assert not symmetric(qdq(np.array(3, np.int8)))
