@@ -141,3 +141,18 @@ def test_the_default_gives_up_precision_only_for_a_clear_gain():
         "openvino int8"
     )
     assert choose({"openvino fp16": 3.0}) == "openvino fp16"
+
+
+def test_results_tables_tell_apart_cpus_with_different_int8_instruction_sets():
+    from edgead.runtime.bench import cpu_label
+
+    zen4 = {"cpu": "AMD EPYC", "isa": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]}
+    zen5 = {**zen4, "isa": [*zen4["isa"], "avx_vnni"]}
+    spr = {"cpu": "Intel Xeon", "isa": ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]}
+    assert cpu_label(zen4) == "AMD EPYC, AVX-512 VNNI"
+    assert cpu_label(zen5) == "AMD EPYC, AVX-512 VNNI + AVX-VNNI"
+    assert cpu_label(spr) == "Intel Xeon, AMX + AVX-512 VNNI + AVX-VNNI"
+    assert cpu_label({"cpu": "AMD EPYC", "isa": ["avx2"]}) == "AMD EPYC, AVX2"
+    assert cpu_label({"cpu": "x"}) == "x, instruction sets not recorded"
+    # the INT8 graph's gate compares the same sets (edgead.runtime.choice.int8_machine_note)
+    assert choice.int8_machine_note({"isa": zen5["isa"]}, here=zen4["isa"]) is not None

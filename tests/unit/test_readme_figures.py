@@ -68,6 +68,8 @@ def test_the_holdout_figures_quoted_are_the_benchmarks():
         "coreset_scale.jsonl",
         "coreset_chunks_rocauc.jsonl",
         "precision.jsonl",
+        "tensorrt_int8_standin.jsonl",
+        "openvino_layers.json",
     ],
 )
 def test_every_results_file_is_named_in_the_docs(name):
@@ -162,3 +164,29 @@ def test_the_int8_variants_table_is_the_benchmarks_result():
         assert t["p50 ms"] == f"{r['p50_ms']:.2f}"
         assert t["vs onnxruntime fp32"] == f"{r['p50_ms'] / base['p50_ms']:.2f}x"
         assert t["mean relative error"] == f"{100 * r['mean_relative_error']:.1f}%"
+
+
+def test_the_tensorrt_int8_standin_table_is_the_benchmarks_latest_results():
+    module = _benchmark_module("tensorrt_int8_standin")
+    rows = [
+        json.loads(line)
+        for line in (RESULTS / "tensorrt_int8_standin.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    expected = [dict(zip(module.HEADERS, r, strict=True)) for r in module.table_rows(rows)]
+    assert readme_table("CPU", "gate on onnxruntime") == expected
+
+
+def test_the_openvino_layers_table_is_the_benchmarks_result():
+    results = json.loads((RESULTS / "openvino_layers.json").read_text())
+    table = readme_table("layers", "openvino int8 ms")
+    assert [t["layers"] for t in table] == [r["layers"] for r in results["rows"]]
+    for t, r in zip(table, results["rows"], strict=True):
+        assert (t["openvino fp32 ms"], t["openvino int8 ms"]) == (
+            f"{r['fp32']:.3f}",
+            f"{r['int8']:.3f}",
+        )
+    reference = (
+        f"onnxruntime FP32 ({results['p50_ms']['onnxruntime fp32']:.2f} ms in the same loop)"
+    )
+    assert reference in " ".join(docs_text().split())
