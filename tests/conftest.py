@@ -128,3 +128,20 @@ def quantized(fitted, synthetic_data, tmp_path_factory):
     rewrite_manifest(root / "manifest.json", manifest)
     meta = add_int8_graph(root, synthetic_data, Int8Settings(images=8, backends=("onnxruntime",)))
     return root, meta
+
+
+def tensorrt_flavour() -> str | None:
+    """Which TensorRT module builds engines here ("tensorrt" or "tensorrt-rtx"), or None."""
+    from edgead.errors import EdgeadError
+    from edgead.runtime.backends.trt_support import tensorrt_module
+
+    try:
+        return tensorrt_module()[1]
+    except EdgeadError:
+        return None
+
+
+TRT_FLAVOUR = tensorrt_flavour()
+needs_trt_builder = pytest.mark.skipif(
+    TRT_FLAVOUR is None, reason="no TensorRT or TensorRT-RTX installed (pip install 'edgead[trt]')"
+)

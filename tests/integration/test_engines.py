@@ -18,29 +18,23 @@ pytest.importorskip("torch")
 from edgead.bundle import open_bundle
 from edgead.cli import main
 from edgead.detectors.registry import detector_names
-from edgead.errors import BackendError, BundleError, EdgeadError
+from edgead.errors import BackendError, BundleError
 from edgead.runtime import Pipeline
-from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module
-from tests.conftest import rewrite_manifest
+from edgead.runtime.backends.trt_support import current_gpu
+from tests.conftest import TRT_FLAVOUR, needs_trt_builder, rewrite_manifest
 
 NAMES = detector_names()
 
-try:
-    _, FLAVOUR = tensorrt_module()
-except EdgeadError:
-    FLAVOUR = None
-needs_builder = pytest.mark.skipif(
-    FLAVOUR is None, reason="no TensorRT or TensorRT-RTX installed (pip install 'edgead[trt]')"
-)
 needs_gpu = pytest.mark.skipif(
-    not current_gpu() or FLAVOUR is None, reason="running an engine needs a CUDA GPU and TensorRT"
+    not current_gpu() or TRT_FLAVOUR is None,
+    reason="running an engine needs a CUDA GPU and TensorRT",
 )
 
 
 @pytest.fixture(scope="module")
 def engine_bundles(fitted, tmp_path_factory):
     """Each detector's bundle with FP16 and FP32 engines built by the CLI."""
-    if FLAVOUR is None:
+    if TRT_FLAVOUR is None:
         pytest.skip("no TensorRT or TensorRT-RTX installed")
     root = tmp_path_factory.mktemp("engines")
     out = {}
@@ -52,14 +46,14 @@ def engine_bundles(fitted, tmp_path_factory):
     return out
 
 
-@needs_builder
+@needs_trt_builder
 @pytest.mark.parametrize("name", NAMES)
 def test_every_graph_builds(engine_bundles, name):
     b = open_bundle(engine_bundles[name])  # verifies every checksum, engines included
     for precision in ("fp16", "fp32"):
         engine = b.manifest.artifact(f"engine_{precision}")
         assert engine.precision == precision and engine.size > 100_000
-        assert engine.meta["tensorrt"] == FLAVOUR and engine.meta["max_batch"] == 8
+        assert engine.meta["tensorrt"] == TRT_FLAVOUR and engine.meta["max_batch"] == 8
         assert engine.meta["inputs"] == [b.manifest.graph.input_name]
     # a strongly typed FP16 build holds FP16 weights: well under the FP32 engine's size (where
     # the weights are most of it; the toy detector's 8 filters are not)
@@ -67,7 +61,7 @@ def test_every_graph_builds(engine_bundles, name):
     assert fp16 < 0.75 * fp32 or fp32 < 1_000_000
 
 
-@needs_builder
+@needs_trt_builder
 def test_tampered_engine_is_refused(engine_bundles, tmp_path):
     copy = shutil.copytree(engine_bundles["patchcore"], tmp_path / "b")
     engine = copy / "engines" / "graph_fp16.engine"
@@ -76,7 +70,7 @@ def test_tampered_engine_is_refused(engine_bundles, tmp_path):
         open_bundle(copy)
 
 
-@needs_builder
+@needs_trt_builder
 def test_engine_from_another_tensorrt_is_refused_with_the_fix(engine_bundles, tmp_path):
     copy = shutil.copytree(engine_bundles["padim"], tmp_path / "b")
     manifest = json.loads((copy / "manifest.json").read_text())
@@ -93,7 +87,7 @@ def test_missing_engine_says_how_to_build_it(fitted):
         Pipeline(fitted.bundle("patchcore"), backend="tensorrt")
 
 
-@needs_builder
+@needs_trt_builder
 @pytest.mark.skipif(bool(current_gpu()), reason="checks the refusal on a machine without a GPU")
 def test_tensorrt_backend_refuses_without_gpu(engine_bundles):
     with pytest.raises(BackendError, match="no CUDA GPU here"):

@@ -19,19 +19,10 @@ onnx = pytest.importorskip("onnx")
 
 from edgead.bundle import open_bundle, roles  # noqa: E402
 from edgead.cli import main  # noqa: E402
-from edgead.errors import EdgeadError  # noqa: E402
 from edgead.export.engine import EngineSettings, _build_signed, signed_int8  # noqa: E402
 from edgead.export.quantize import symmetric  # noqa: E402
-from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module  # noqa: E402
-from tests.conftest import rewrite_manifest  # noqa: E402
-
-try:
-    _, FLAVOUR = tensorrt_module()
-except EdgeadError:
-    FLAVOUR = None
-needs_builder = pytest.mark.skipif(
-    FLAVOUR is None, reason="no TensorRT or TensorRT-RTX installed (pip install 'edgead[trt]')"
-)
+from edgead.runtime.backends.trt_support import current_gpu  # noqa: E402
+from tests.conftest import TRT_FLAVOUR, needs_trt_builder, rewrite_manifest  # noqa: E402
 
 
 def zero_point_types(model) -> set[str]:
@@ -71,12 +62,12 @@ def test_the_signed_form_keeps_the_quantized_layers_and_their_ranges(quantized, 
     assert np.abs(a - b).mean() < 0.1 * np.abs(a).mean()
 
 
-@needs_builder
+@needs_trt_builder
 def test_the_int8_graph_builds_into_an_engine(quantized, tmp_path):
     root, _ = quantized
     src = open_bundle(root).path(roles.ONNX_INT8)
     meta = _build_signed(src, tmp_path / "graph_int8.engine", EngineSettings(max_batch=4))
-    assert meta["tensorrt"] == FLAVOUR and meta["from"] == "graph_int8.onnx"
+    assert meta["tensorrt"] == TRT_FLAVOUR and meta["from"] == "graph_int8.onnx"
     assert (tmp_path / "graph_int8.engine").stat().st_size > 10_000
 
 
@@ -133,7 +124,7 @@ def test_a_missing_int8_engine_says_how_to_build_and_gate_it(quantized):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not current_gpu() or FLAVOUR is None, reason="gating an engine needs a GPU")
+@pytest.mark.skipif(not current_gpu() or TRT_FLAVOUR is None, reason="gating an engine needs a GPU")
 def test_an_int8_engine_is_written_only_through_its_gate(quantized, synthetic_data, tmp_path):
     from edgead.runtime.parity import run_parity
 
