@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgead.bundle import roles
-from edgead.bundle.io import amend_bundle
+from edgead.bundle.io import Bundle, amend_bundle, open_bundle
 from edgead.errors import EdgeadError
 from edgead.runtime.backends.trt_support import current_gpu, tensorrt_module
 
@@ -104,12 +104,13 @@ def build_engines(
     before anything is built."""
     settings = settings or EngineSettings()
     settings.check()
-    with amend_bundle(bundle_root) as (writer, manifest):
-        staging = writer.staging
-        sources = {p: _source(bundle_root, manifest, staging, p, data) for p in precisions}
+    bundle = open_bundle(bundle_root)
+    sources = {p: _source(bundle, p, data) for p in precisions}  # all checked before any build
+    with amend_bundle(bundle.root) as (writer, manifest):
         built = []
-        for precision, src in sources.items():
+        for precision, relative in sources.items():
             name = f"engines/graph_{precision}.engine"
+            src = writer.staging / relative  # the staged copy of the graph
             if precision == "int8":
                 meta = _build_signed(src, writer.path(name), settings)
             else:
@@ -129,40 +130,40 @@ def build_engines(
     return built
 
 
-def _source(bundle_root, manifest, staging: Path, precision: str, data) -> Path:
-    """The graph an engine of ``precision`` is built from, or the reason it cannot be: all
-    checked before the first build starts."""
+def _source(bundle: Bundle, precision: str, data) -> Path:
+    """The graph (its path inside the bundle) an engine of ``precision`` is built from, or the
+    reason it cannot be."""
     role = roles.GRAPH_ROLES["onnxruntime"].get(precision)
     if role is None:
         raise EdgeadError(f"unknown precision {precision!r}: fp16, fp32 or int8")
-    if not manifest.has_artifact(role):
+    if not bundle.has(role):
         fix = (
-            f"`edgead quantize {bundle_root} --data DATA`"
+            f"`edgead quantize {bundle.root} --data DATA`"
             if precision == "int8"
             else "re-export with --fp16"
         )
-        raise EdgeadError(f"{bundle_root}: no {precision} graph to build from; add it with {fix}")
-    src = staging / manifest.artifact(role).path
+        raise EdgeadError(f"{bundle.root}: no {precision} graph to build from; add it with {fix}")
+    src = Path(bundle.manifest.artifact(role).path)
     if precision != "int8":
         return src
     import onnx
 
     from edgead.export.quantize import symmetric
 
-    if not symmetric(onnx.load(str(src))):
+    if not symmetric(onnx.load(str(bundle.path(role)))):
         raise EdgeadError(
-            f"{bundle_root}: the INT8 graph has zero points other than 0 "
-            f"({manifest.artifact(role).meta.get('quantizer')} quantizer); TensorRT builds "
-            "symmetric INT8 only: quantize with `--quantizer nncf`"
+            f"{bundle.root}: the INT8 graph has zero points other than 0 "
+            f"({bundle.manifest.artifact(role).meta.get('quantizer')} quantizer); TensorRT "
+            "builds symmetric INT8 only: quantize with `--quantizer nncf`"
         )
     if data is None:
         raise EdgeadError(
-            f"{bundle_root}: an INT8 engine is written only after it holds the INT8 parity "
+            f"{bundle.root}: an INT8 engine is written only after it holds the INT8 parity "
             "gate on this GPU: give the evaluation data with --data DATA"
         )
     if not current_gpu():
         raise EdgeadError(
-            f"{bundle_root}: no CUDA GPU here to gate an INT8 engine on; build it on the "
+            f"{bundle.root}: no CUDA GPU here to gate an INT8 engine on; build it on the "
             "machine that runs it (an engine runs only on the GPU it was built for)"
         )
     return src
