@@ -70,7 +70,7 @@ def pipe_input(pipe, image):
 
 def test_parity_and_bench_report_the_search(fitted, synthetic_data, tmp_path):
     bundle = fitted.bundle("patchcore")
-    report = run_parity(bundle, synthetic_data, search="torch-cpu")
+    report = run_parity(bundle, synthetic_data, search="torch-cpu", precision="fp32")
     assert report.passed and report.backend.endswith("search torch-cpu fp32"), report.table()
     out = tmp_path / "bench"
     result = CliRunner().invoke(
