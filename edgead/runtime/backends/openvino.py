@@ -79,10 +79,10 @@ class OpenVinoBackend(Backend):
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # The input arrays are read in place (share_inputs): infer is synchronous and the
-        # caller holds them until it returns. Copying them into new OpenVINO tensors cost
-        # 0.4-0.5 ms per call for the tire graph's 1x3x224x224 input, a fifth of its INT8
-        # graph time (AVX-512 VNNI EPYC, interleaved with onnxruntime). The outputs are
-        # copied here, once: the request's own buffers are overwritten by the next call.
+        # caller holds them until it returns, so the copy into a new OpenVINO tensor that is
+        # OpenVINO's default is one pass over the batch saved (benchmarks/openvino_layers.py
+        # times both). The outputs are copied here, once: the request's own buffers are
+        # overwritten by the next call.
         results = self.request.infer(
             {self._index[k]: v for k, v in feed.items()}, share_inputs=True, share_outputs=True
         )
