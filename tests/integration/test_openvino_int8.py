@@ -291,3 +291,46 @@ def test_int8_on_a_cpu_with_other_instruction_sets_is_said(quantized, monkeypatc
         pass
     assert "the INT8 graph held parity on" in caplog.text
     assert f"edgead parity {root} DATA --backend onnxruntime --precision int8" in caplog.text
+
+
+def test_the_depthwise_convolutions_stay_fp32_when_the_tail_alone_fails(
+    fitted, synthetic_data, tmp_path, monkeypatch
+):
+    """A graph that fails the gate with only the tail in FP32 is quantized again with the
+    depthwise convolutions kept too; what failed first is recorded with its figures."""
+    from onnx import numpy_helper
+
+    import edgead.export.quantize as quantize
+
+    real = quantize.quantize_graph
+    levels = []
+
+    def wrecked_unless_depthwise_kept(model, batches, input_name, quantizer, keep):
+        depthwise = {
+            n.name
+            for n in model.graph.node
+            if any(a.name == "group" and a.i > 1 for a in n.attribute)
+        }
+        levels.append(depthwise <= set(keep))
+        if not depthwise <= set(keep):
+            rng = np.random.default_rng(0)
+            for init in model.graph.initializer:
+                w = numpy_helper.to_array(init)
+                if w.dtype == np.float32 and w.ndim == 4:
+                    shuffled = rng.permutation(w.ravel()).reshape(w.shape)
+                    init.CopyFrom(numpy_helper.from_array(shuffled, init.name))
+        return real(model, batches, input_name, quantizer, keep)
+
+    root = shutil.copytree(fitted.bundle("patchcore"), tmp_path / "patchcore")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["parity"] |= {"int8_rocauc_points": 3.0, "int8_rank": 0.95}
+    rewrite_manifest(root / "manifest.json", manifest)
+    monkeypatch.setattr(quantize, "quantize_graph", wrecked_unless_depthwise_kept)
+    meta = add_int8_graph(root, synthetic_data, Int8Settings(images=4, backends=("onnxruntime",)))
+    assert levels == [False, True]
+    assert meta["kept_fp32_level"] == "the post-processing tail and the depthwise convolutions"
+    assert meta["gate"]["onnxruntime"]["passed"]
+    (first,) = meta["tried"]
+    assert first["kept_fp32_level"] == "the post-processing tail"
+    assert "onnxruntime: " in first["failed"] and " -> " in first["failed"]
+    assert open_bundle(root).manifest.artifact(roles.ONNX_INT8).meta == meta
