@@ -92,10 +92,13 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         if r.get("unavailable"):
             gate = r.get("int8_gate") or {}
             why = gate.get("message", r["unavailable"])
-            # the first check the gate failed on this backend, as quantize said it
-            parts = why.split("is not written: ")[-1].split(" | ")
+            # the first check the gate failed on this backend, as quantize said it, at the
+            # last level of layers kept in FP32 it tried ("<level> in FP32: <failures>")
+            last = why.split("is not written: ")[-1].split(" || ")[-1]
+            level, sep, failures = last.partition(" in FP32: ")
+            parts = (failures if sep else last).split(" | ")
             mine = [p for p in parts if p.startswith(f"{backend}: ")]
-            reason = (mine or parts)[0].split(";")[0]
+            reason = (mine or parts)[0].split(";")[0] + (f" ({level} in FP32)" if sep else "")
             if gate.get("passed", True):  # written, but its gate failed on this backend
                 failed = (gate.get("backends") or {}).get(backend, {}).get("failed") or []
                 reason = failed[0] if failed else r["unavailable"].split(": ", 1)[-1]
