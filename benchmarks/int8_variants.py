@@ -46,7 +46,13 @@ def main() -> None:
     from edgead.bundle.io import open_bundle
     from edgead.data.datasets import open_dataset
     from edgead.data.images import read_image
-    from edgead.export.quantize import Int8Settings, calibration_paths, fold_shapes, fp32_tail
+    from edgead.export.quantize import (
+        Int8Settings,
+        calibration_paths,
+        depthwise_convs,
+        fold_shapes,
+        fp32_tail,
+    )
     from edgead.runtime.bench import bench_context
     from edgead.runtime.preprocess import preprocess
 
@@ -58,11 +64,7 @@ def main() -> None:
     test = [s.path for s in open_dataset(args.data).test_samples()][::7]
     x = np.concatenate([preprocess(read_image(p), spec)[None] for p in test])
     folded = fold_shapes(bundle.path(roles.ONNX))
-    depthwise = [
-        n.name
-        for n in folded.graph.node
-        if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)
-    ]
+    depthwise = depthwise_convs(folded)
     tail = fp32_tail(folded)  # what `edgead quantize` keeps in FP32
     pooling = [n.name for n in folded.graph.node if n.op_type == "AveragePool"]
     variants = {

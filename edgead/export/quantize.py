@@ -133,6 +133,17 @@ def fp32_tail(model) -> list[str]:
     ]
 
 
+def depthwise_convs(model) -> list[str]:
+    """Names of the grouped (depthwise) convolutions."""
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and n.name
+        and any(a.name == "group" and a.i > 1 for a in n.attribute)
+    ]
+
+
 def fp32_levels(model) -> list[tuple[str, list[str]]]:
     """What INT8 keeps in FP32, tried in this order until the gate passes on a backend: the
     post-processing tail (``fp32_tail``), then the depthwise convolutions as well, whose
@@ -141,13 +152,7 @@ def fp32_levels(model) -> list[tuple[str, list[str]]]:
     and SPADE on juice the Spearman tolerance; with the depthwise convolutions in FP32 both
     passed on onnxruntime and OpenVINO (docs/how-to/int8-openvino.md)."""
     tail = fp32_tail(model)
-    depthwise = [
-        n.name
-        for n in model.graph.node
-        if n.op_type == "Conv"
-        and n.name
-        and any(a.name == "group" and a.i > 1 for a in n.attribute)
-    ]
+    depthwise = depthwise_convs(model)
     levels = [("the post-processing tail", tail)]
     if depthwise:
         levels.append(("the post-processing tail and the depthwise convolutions", tail + depthwise))
@@ -299,12 +304,8 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
                 f"calibration images) fails parity on {', '.join(failed)} and is not written: "
                 + " || ".join(f"{t['kept_fp32_level']} in FP32: {t['failed']}" for t in tried)
             )
-        for backend, g in failed.items():  # kept for the others; refused on this one
-            log.warning(
-                "the INT8 graph fails parity on %s and will not run there: %s",
-                backend,
-                "; ".join(g["failed"]) or "no check could be made",
-            )
+        if failed:  # kept for the others; refused on these
+            log.warning("the INT8 graph will not run where it fails parity: %s", _failures(failed))
         # INT8 arithmetic differs between CPUs (VNNI or not, AMX): the gate holds on CPUs
         # with the instruction sets it ran on (edgead.runtime.choice.int8_machine_note)
         meta = level | {"gated_on": {"cpu": cpu_name(), "isa": instruction_sets()}, "gate": gate}
