@@ -28,10 +28,18 @@ from edgead.bundle.io import Bundle, amend_bundle, open_bundle
 from edgead.data.datasets import open_dataset
 from edgead.data.images import file_digest, read_image
 from edgead.errors import EdgeadError
+from edgead.export.int8_control import (
+    FIDELITY_DROPS,
+    WEIGHTED,
+    held_out_good,
+    quantize_controlled,
+)
+from edgead.export.int8_control import LEVEL as CONTROLLED
 from edgead.export.runtime_choice import record_runtime
 from edgead.runtime.bench import cpu_name
 from edgead.runtime.choice import instruction_sets
 from edgead.runtime.preprocess import preprocess
+from edgead.threads import configured
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,9 @@ class Int8Settings:
     backends: tuple[str, ...] = ("onnxruntime", "openvino")
     batch_size: int = 1
     threads: int | None = None
+    # fidelity drops NNCF's accuracy control is asked for, in turn, where the fixed levels fail
+    # (edgead.export.int8_control; empty: none)
+    fidelity_drops: tuple[float, ...] = FIDELITY_DROPS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -100,11 +111,6 @@ def fold_shapes(src: Path):
     from edgead.export.onnx import fold_constants
 
     return fold_constants(onnx.load(str(src)))
-
-
-# the layers whose weights INT8 pays off on; a node from which none of them can be reached is
-# the features' post-processing (pooling, resizing, concatenation, map arithmetic)
-WEIGHTED = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
 
 
 def fp32_tail(model) -> list[str]:
@@ -225,8 +231,10 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
 
     Returns the artifact's metadata (calibration, quantizer, what was kept in FP32 and what
     was tried before, gate per backend, the CPU it was gated on). The graph is quantized with
-    each level of ``fp32_levels`` in turn until it passes on at least one backend; it is
-    written then and runs only on those backends. When every level fails on every backend,
+    each level of ``fp32_levels`` in turn, then (NNCF only, where held-out good images exist)
+    with the layers NNCF's accuracy control reverts at each of ``settings.fidelity_drops``
+    (``edgead.export.int8_control``), until it passes on at least one backend; it is written
+    then and runs only on those backends. When every level fails on every backend,
     raises ``EdgeadError`` naming the failed checks with their figures, and the bundle is left
     as it was.
     """
@@ -260,8 +268,12 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
         },
     }
     tried: list[dict[str, Any]] = []  # the levels that failed on every backend, with figures
+    levels: list[tuple[str, list[str] | float]] = list(fp32_levels(folded))
+    held_out = held_out_good(bundle, data) if settings.quantizer == "nncf" else []
+    if held_out:  # the last levels: NNCF's accuracy control picks the layers (int8_control)
+        levels += [(f"{CONTROLLED} (fidelity >= {1 - d:g})", d) for d in settings.fidelity_drops]
     with amend_bundle(bundle.root) as (writer, manifest):
-        for kept, keep in fp32_levels(folded):
+        for kept, keep in levels:
             log.info(
                 "quantizing %s with %s on %d images, %s kept in FP32",
                 src.name,
@@ -269,15 +281,24 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
                 len(paths),
                 kept,
             )
-            quantized = quantize_graph(
-                copy.deepcopy(folded),
-                batches,
-                bundle.manifest.graph.input_name,
-                settings.quantizer,
-                keep,
-            )
-            # the nodes kept in FP32 (fp32_levels), and which level of them
-            level = meta | {"kept_fp32": keep, "kept_fp32_level": kept, "tried": tried}
+            extra: dict[str, Any] = {}
+            if isinstance(keep, float):
+                tail = fp32_tail(folded)
+                quantized, fidelity, layers = quantize_controlled(
+                    bundle, folded, batches, held_out, tail, settings.threads or configured(), keep
+                )
+                keep = tail + layers
+                extra = {"fidelity": round(fidelity, 4), "fidelity_images": len(held_out)}
+            else:
+                quantized = quantize_graph(
+                    copy.deepcopy(folded),
+                    batches,
+                    bundle.manifest.graph.input_name,
+                    settings.quantizer,
+                    keep,
+                )
+            # the nodes kept in FP32, and which level of them
+            level = meta | {"kept_fp32": keep, "kept_fp32_level": kept, "tried": tried} | extra
             onnx.save(quantized, str(writer.path(INT8_NAME)))
             writer.add(INT8_NAME, role=roles.ONNX_INT8, fmt="onnx", precision="int8", **level)
             writer.write_manifest(manifest)

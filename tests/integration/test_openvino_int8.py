@@ -130,13 +130,15 @@ def test_calibration_uses_only_images_the_model_was_fitted_on(fitted, synthetic_
 
 
 def test_a_graph_that_fails_the_gate_is_not_written(fitted, synthetic_data, tmp_path, monkeypatch):
-    """A quantizer that wrecks the graph: export names the failed checks with their figures,
-    and the bundle is byte for byte what it was."""
+    """A quantizer that wrecks the graph at every level (accuracy control's included): export
+    names the failed checks with their figures, and the bundle is byte for byte what it was."""
+    import copy
+
     from onnx import numpy_helper
 
     import edgead.export.quantize as quantize
 
-    def wrecked(model, batches, input_name, quantizer, tail):
+    def wrecked(model, *_):
         rng = np.random.default_rng(0)
         for init in model.graph.initializer:
             w = numpy_helper.to_array(init)
@@ -150,10 +152,15 @@ def test_a_graph_that_fails_the_gate_is_not_written(fitted, synthetic_data, tmp_
     shutil.copytree(fitted.bundle("patchcore"), root)
     before = (root / "manifest.json").read_text()
     monkeypatch.setattr(quantize, "quantize_graph", wrecked)
+    monkeypatch.setattr(
+        quantize,
+        "quantize_controlled",
+        lambda bundle, model, *_: (wrecked(copy.deepcopy(model)), 0.5, []),
+    )
     with pytest.raises(
         EdgeadError,
         match=r"fails parity on onnxruntime and is not written: .*"
-        r"image score ranks \(Spearman\): 1 -> ",
+        r"image score ranks \(Spearman\): 1 -> .*accuracy control reverted \(fidelity >= 0.97\)",
     ):
         add_int8_graph(root, synthetic_data, Int8Settings(images=4, backends=("onnxruntime",)))
     assert (root / "manifest.json").read_text() == before
