@@ -108,6 +108,21 @@ def rewrite_manifest(path: Path, manifest: dict) -> None:
     path.write_text(json.dumps(manifest, indent=2))
 
 
+def shuffle_conv_weights(model, seed: int = 0):
+    """The ONNX ``model`` with every 4-D FP32 weight's values shuffled, in place: a graph that
+    fails any parity gate."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(seed)
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype == np.float32 and w.ndim == 4:
+            shuffled = rng.permutation(w.ravel()).reshape(w.shape)
+            init.CopyFrom(numpy_helper.from_array(shuffled, init.name))
+    return model
+
+
 @pytest.fixture(scope="session")
 def quantized(fitted, synthetic_data, tmp_path_factory):
     """The PatchCore bundle with an INT8 graph gated on onnxruntime only. The toy model's

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # the fidelity the INT8 graph may lose against FP32, one level per drop. Measured on tire
 # (AVX-512 VNNI EPYC): at 0.03 PaDiM's graph passed the gate with 5 of 38 layers reverted and
-# became the default (OpenVINO INT8 0.78x of onnxruntime FP32); at 0.01 PaDiM needed 26 of 38
+# became the default (OpenVINO INT8 0.70-0.78x of onnxruntime FP32); at 0.01 PaDiM needed 26 of 38
 # and SPADE 52 of 57 reverted, both passed but were no faster than FP32, and SPADE's search
 # took 28 minutes. So one level, at 0.03
 FIDELITY_DROPS = (0.03,)

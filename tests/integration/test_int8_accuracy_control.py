@@ -19,27 +19,19 @@ from edgead.data.images import file_digest, read_image
 from edgead.export.int8_control import Fidelity, fp32_weighted, held_out_good
 from edgead.export.quantize import WEIGHTED, Int8Settings, add_int8_graph, fold_shapes
 from edgead.runtime.preprocess import preprocess
-from tests.conftest import rewrite_manifest
+from tests.conftest import rewrite_manifest, shuffle_conv_weights
 
 
 @pytest.fixture
 def fixed_levels_fail(monkeypatch):
     """Every fixed level's graph gets its convolution weights shuffled: it fails any gate.
     Accuracy control quantizes the graph itself and is left as it is."""
-    from onnx import numpy_helper
-
     import edgead.export.quantize as quantize
 
     real = quantize.quantize_graph
 
     def wrecked(model, batches, input_name, quantizer, keep):
-        rng = np.random.default_rng(0)
-        for init in model.graph.initializer:
-            w = numpy_helper.to_array(init)
-            if w.dtype == np.float32 and w.ndim == 4:
-                shuffled = rng.permutation(w.ravel()).reshape(w.shape)
-                init.CopyFrom(numpy_helper.from_array(shuffled, init.name))
-        return real(model, batches, input_name, quantizer, keep)
+        return real(shuffle_conv_weights(model), batches, input_name, quantizer, keep)
 
     monkeypatch.setattr(quantize, "quantize_graph", wrecked)
 

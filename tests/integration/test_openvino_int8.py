@@ -22,7 +22,7 @@ from edgead.errors import BackendError, BundleError, EdgeadError
 from edgead.export.quantize import Int8Settings, add_int8_graph, calibration_paths
 from edgead.runtime import Pipeline
 from edgead.runtime.parity import run_parity
-from tests.conftest import rewrite_manifest
+from tests.conftest import rewrite_manifest, shuffle_conv_weights
 
 
 @pytest.mark.parametrize("name", detector_names())
@@ -134,19 +134,10 @@ def test_a_graph_that_fails_the_gate_is_not_written(fitted, synthetic_data, tmp_
     names the failed checks with their figures, and the bundle is byte for byte what it was."""
     import copy
 
-    from onnx import numpy_helper
-
     import edgead.export.quantize as quantize
 
     def wrecked(model, *_):
-        rng = np.random.default_rng(0)
-        for init in model.graph.initializer:
-            w = numpy_helper.to_array(init)
-            if w.dtype == np.float32 and w.ndim == 4:
-                init.CopyFrom(
-                    numpy_helper.from_array(rng.permutation(w.ravel()).reshape(w.shape), init.name)
-                )
-        return model
+        return shuffle_conv_weights(model)
 
     root = tmp_path / "patchcore"
     shutil.copytree(fitted.bundle("patchcore"), root)
@@ -305,7 +296,6 @@ def test_the_depthwise_convolutions_stay_fp32_when_the_tail_alone_fails(
 ):
     """A graph that fails the gate with only the tail in FP32 is quantized again with the
     depthwise convolutions kept too; what failed first is recorded with its figures."""
-    from onnx import numpy_helper
 
     import edgead.export.quantize as quantize
 
@@ -320,12 +310,7 @@ def test_the_depthwise_convolutions_stay_fp32_when_the_tail_alone_fails(
         }
         levels.append(depthwise <= set(keep))
         if not depthwise <= set(keep):
-            rng = np.random.default_rng(0)
-            for init in model.graph.initializer:
-                w = numpy_helper.to_array(init)
-                if w.dtype == np.float32 and w.ndim == 4:
-                    shuffled = rng.permutation(w.ravel()).reshape(w.shape)
-                    init.CopyFrom(numpy_helper.from_array(shuffled, init.name))
+            shuffle_conv_weights(model)
         return real(model, batches, input_name, quantizer, keep)
 
     root = shutil.copytree(fitted.bundle("patchcore"), tmp_path / "patchcore")
