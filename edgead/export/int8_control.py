@@ -19,7 +19,6 @@ points.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,6 @@ from edgead.bundle.io import Bundle
 from edgead.data.datasets import open_dataset
 from edgead.data.images import file_digest, read_image
 from edgead.runtime.preprocess import preprocess
-
-log = logging.getLogger(__name__)
 
 # the fidelity the INT8 graph may lose against FP32, one level per drop. Measured on tire
 # (AVX-512 VNNI EPYC): at 0.03 PaDiM's graph passed the gate with 5 of 38 layers reverted and

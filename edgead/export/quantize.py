@@ -269,11 +269,16 @@ def add_int8_graph(bundle_root: str | Path, data: str | Path, settings: Int8Sett
     }
     tried: list[dict[str, Any]] = []  # the levels that failed on every backend, with figures
     levels: list[tuple[str, list[str] | float]] = list(fp32_levels(folded))
-    held_out = held_out_good(bundle, data) if settings.quantizer == "nncf" else []
-    if held_out:  # the last levels: NNCF's accuracy control picks the layers (int8_control)
+    if settings.quantizer == "nncf":  # the last levels: NNCF's accuracy control picks the layers
         levels += [(f"{CONTROLLED} (fidelity >= {1 - d:g})", d) for d in settings.fidelity_drops]
+    held_out: list[Path] | None = None  # found only when a fixed level has failed
     with amend_bundle(bundle.root) as (writer, manifest):
         for kept, keep in levels:
+            if isinstance(keep, float):
+                held_out = held_out_good(bundle, data) if held_out is None else held_out
+                if not held_out:
+                    log.warning("no held-out good images to measure fidelity on: %s skipped", kept)
+                    continue
             log.info(
                 "quantizing %s with %s on %d images, %s kept in FP32",
                 src.name,
